@@ -1,0 +1,78 @@
+"""Pieces every EKS node group shares: its IAM role and a hardened launch template.
+
+Helpers, not components: the node group components call them with themselves as parent.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pulumi_aws.ec2 as ec2
+import pulumi_aws.iam as iam
+
+# The three managed policies EKS documents for worker nodes; no SSM or admin policies (least privilege).
+NODE_POLICIES = (
+    "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
+    "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
+    "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
+)
+
+
+def node_role(name: str, tags: dict[str, str], parent: pulumi.Resource) -> iam.Role:
+    role = iam.Role(
+        f"{name}-role",
+        name=f"{name}-role",
+        assume_role_policy=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                ],
+            }
+        ),
+        tags=tags,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+    for policy in NODE_POLICIES:
+        short = policy.rsplit("/", 1)[1]
+        iam.RolePolicyAttachment(
+            f"{name}-{short}",
+            role=role.name,
+            policy_arn=policy,
+            opts=pulumi.ResourceOptions(parent=role),
+        )
+    return role
+
+
+def launch_template(
+    name: str, disk_size_gib: int, tags: dict[str, str], parent: pulumi.Resource
+) -> ec2.LaunchTemplate:
+    """IMDSv2 only, with a hop limit of 1 so pods cannot borrow the node's credentials (they use IRSA)."""
+    return ec2.LaunchTemplate(
+        f"{name}-lt",
+        name=f"{name}-lt",
+        metadata_options=ec2.LaunchTemplateMetadataOptionsArgs(
+            http_endpoint="enabled",
+            http_tokens="required",
+            http_put_response_hop_limit=1,
+            instance_metadata_tags="disabled",
+        ),
+        block_device_mappings=[
+            ec2.LaunchTemplateBlockDeviceMappingArgs(
+                device_name="/dev/xvda",
+                ebs=ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                    volume_size=disk_size_gib,
+                    volume_type="gp3",
+                    encrypted="true",
+                    delete_on_termination="true",
+                ),
+            )
+        ],
+        tag_specifications=[
+            ec2.LaunchTemplateTagSpecificationArgs(resource_type="instance", tags={**tags, "Name": name}),
+            ec2.LaunchTemplateTagSpecificationArgs(resource_type="volume", tags={**tags, "Name": name}),
+        ],
+        tags=tags,
+        opts=pulumi.ResourceOptions(parent=parent),
+    )

@@ -1,0 +1,243 @@
+"""The EKS control plane, its IAM, IRSA, secrets encryption, a CPU system node group and a Kubernetes provider."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws.eks as eks
+import pulumi_aws.iam as iam
+import pulumi_aws.kms as kms
+import pulumi_kubernetes as k8s
+
+from components.aws_nodes import launch_template, node_role
+
+
+@dataclass(frozen=True)
+class ClusterArgs:
+    region: str
+    kubernetes_version: str
+    vpc_id: pulumi.Input[str]
+    private_subnet_ids: pulumi.Input[list[str]]
+    system_instance_types: list[str]
+    system_min_size: int
+    system_desired_size: int
+    system_max_size: int
+    system_disk_size_gib: int = 50
+    endpoint_public_access: bool = False
+    endpoint_private_access: bool = True
+    public_access_cidrs: list[str] = field(default_factory=list)
+    log_types: list[str] = field(default_factory=lambda: ["api", "audit", "authenticator"])
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+SYSTEM_NODE_LABEL = {"llm-serving/node-role": "system"}
+
+
+def kubeconfig(cluster_name: str, region: str, endpoint: str, certificate_authority: str) -> str:
+    """A kubeconfig whose credentials come from `aws eks get-token`: nothing secret is stored in state."""
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": cluster_name,
+                    "cluster": {"server": endpoint, "certificate-authority-data": certificate_authority},
+                }
+            ],
+            "contexts": [{"name": cluster_name, "context": {"cluster": cluster_name, "user": cluster_name}}],
+            "current-context": cluster_name,
+            "users": [
+                {
+                    "name": cluster_name,
+                    "user": {
+                        "exec": {
+                            "apiVersion": "client.authentication.k8s.io/v1beta1",
+                            "command": "aws",
+                            "args": ["eks", "get-token", "--cluster-name", cluster_name, "--region", region],
+                        }
+                    },
+                }
+            ],
+        },
+        sort_keys=True,
+    )
+
+
+class Cluster(pulumi.ComponentResource):
+    cluster_name: pulumi.Output[str]
+    endpoint: pulumi.Output[str]
+    oidc_provider_arn: pulumi.Output[str]
+    oidc_issuer: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    provider: k8s.Provider
+
+    def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("llm-serving:index:Cluster", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        cluster_role = iam.Role(
+            f"{name}-cluster-role",
+            name=f"{name}-cluster-role",
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "eks.amazonaws.com"},
+                            "Action": ["sts:AssumeRole", "sts:TagSession"],
+                        }
+                    ],
+                }
+            ),
+            tags=args.tags,
+            opts=child,
+        )
+        policy_attachment = iam.RolePolicyAttachment(
+            f"{name}-cluster-policy",
+            role=cluster_role.name,
+            policy_arn="arn:aws:iam::aws:policy/AmazonEKSClusterPolicy",
+            opts=pulumi.ResourceOptions(parent=cluster_role),
+        )
+        secrets_key = kms.Key(
+            f"{name}-secrets-key",
+            description=f"Envelope encryption of Kubernetes Secrets in {name}",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            tags=args.tags,
+            opts=child,
+        )
+        cluster = eks.Cluster(
+            name,
+            name=name,
+            version=args.kubernetes_version,
+            role_arn=cluster_role.arn,
+            vpc_config=eks.ClusterVpcConfigArgs(
+                subnet_ids=args.private_subnet_ids,
+                endpoint_private_access=args.endpoint_private_access,
+                endpoint_public_access=args.endpoint_public_access,
+                public_access_cidrs=args.public_access_cidrs if args.endpoint_public_access else None,
+            ),
+            encryption_config=eks.ClusterEncryptionConfigArgs(
+                resources=["secrets"],
+                provider=eks.ClusterEncryptionConfigProviderArgs(key_arn=secrets_key.arn),
+            ),
+            access_config=eks.ClusterAccessConfigArgs(
+                authentication_mode="API",
+                bootstrap_cluster_creator_admin_permissions=True,
+            ),
+            enabled_cluster_log_types=list(args.log_types),
+            tags=args.tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy_attachment]),
+        )
+        issuer = cluster.identities.apply(lambda ids: ids[0].oidcs[0].issuer if ids and ids[0].oidcs else "")
+        oidc = iam.OpenIdConnectProvider(
+            f"{name}-oidc",
+            url=issuer,
+            client_id_lists=["sts.amazonaws.com"],
+            tags=args.tags,
+            opts=child,
+        )
+        self._ebs_csi_driver(name, args, cluster, oidc, issuer)
+
+        system_role = node_role(f"{name}-system", args.tags, self)
+        system_template = launch_template(f"{name}-system", args.system_disk_size_gib, args.tags, self)
+        eks.NodeGroup(
+            f"{name}-system",
+            node_group_name=f"{name}-system",
+            cluster_name=cluster.name,
+            node_role_arn=system_role.arn,
+            subnet_ids=args.private_subnet_ids,
+            instance_types=list(args.system_instance_types),
+            capacity_type="ON_DEMAND",
+            ami_type="AL2023_x86_64_STANDARD",
+            scaling_config=eks.NodeGroupScalingConfigArgs(
+                min_size=args.system_min_size,
+                desired_size=args.system_desired_size,
+                max_size=args.system_max_size,
+            ),
+            update_config=eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+            launch_template=eks.NodeGroupLaunchTemplateArgs(
+                id=system_template.id, version=system_template.latest_version.apply(str)
+            ),
+            labels=SYSTEM_NODE_LABEL,
+            tags=args.tags,
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["scalingConfig.desiredSize"]),
+        )
+
+        self.cluster_name = cluster.name
+        self.endpoint = cluster.endpoint
+        self.oidc_provider_arn = oidc.arn
+        self.oidc_issuer = issuer
+        self.kubeconfig = pulumi.Output.all(cluster.name, cluster.endpoint, cluster.certificate_authority).apply(
+            lambda parts: kubeconfig(parts[0], args.region, parts[1], parts[2]["data"] if parts[2] else "")
+        )
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=self.kubeconfig,
+            enable_server_side_apply=True,
+            opts=child,
+        )
+        self.register_outputs(
+            {
+                "cluster_name": self.cluster_name,
+                "endpoint": self.endpoint,
+                "oidc_provider_arn": self.oidc_provider_arn,
+                "kubeconfig": self.kubeconfig,
+            }
+        )
+
+    def _ebs_csi_driver(
+        self,
+        name: str,
+        args: ClusterArgs,
+        cluster: eks.Cluster,
+        oidc: iam.OpenIdConnectProvider,
+        issuer: pulumi.Output[str],
+    ) -> None:
+        """The EBS CSI driver (model caches and Prometheus volumes are gp3 PVCs), with its own IRSA role."""
+        subject = issuer.apply(lambda url: url.removeprefix("https://"))
+        role = iam.Role(
+            f"{name}-ebs-csi-role",
+            name=f"{name}-ebs-csi-role",
+            assume_role_policy=pulumi.Output.all(oidc.arn, subject).apply(
+                lambda parts: json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Principal": {"Federated": parts[0]},
+                                "Action": "sts:AssumeRoleWithWebIdentity",
+                                "Condition": {
+                                    "StringEquals": {
+                                        f"{parts[1]}:sub": "system:serviceaccount:kube-system:ebs-csi-controller-sa",
+                                        f"{parts[1]}:aud": "sts.amazonaws.com",
+                                    }
+                                },
+                            }
+                        ],
+                    },
+                    sort_keys=True,
+                )
+            ),
+            tags=args.tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        iam.RolePolicyAttachment(
+            f"{name}-ebs-csi-policy",
+            role=role.name,
+            policy_arn="arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy",
+            opts=pulumi.ResourceOptions(parent=role),
+        )
+        eks.Addon(
+            f"{name}-ebs-csi",
+            cluster_name=cluster.name,
+            addon_name="aws-ebs-csi-driver",
+            service_account_role_arn=role.arn,
+            resolve_conflicts_on_update="OVERWRITE",
+            tags=args.tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )

@@ -1,0 +1,468 @@
+"""The stack configuration schema: one pydantic model for everything a stack file may say.
+
+A stack file (`stacks/Pulumi.<env>.yaml`) holds one structured key, `llm-serving:platform`, validated by
+`PlatformConfig`, plus a few secrets (`SECRET_KEYS`) that stay Pulumi secrets end to end. Every model forbids unknown
+keys, so a typo is an error, and `load_platform_config` turns every problem into one line that names the stack, the
+key path, the bad value and what is accepted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PROJECT = "llm-serving"
+PLATFORM_KEY = f"{PROJECT}:platform"
+
+# Secrets never live in `platform`; each is its own Pulumi secret config key (`pulumi config set --secret`).
+SECRET_KEYS: dict[str, str] = {
+    "hfToken": "Hugging Face token the vLLM pods use to pull gated weights",
+    "vllmApiKey": "API key the vLLM servers require; only the gateway knows it",
+    "openaiApiKey": "key for the managed OpenAI-compatible API the gateway fails over to",
+    "grafanaAdminPassword": "Grafana admin password",
+    "teamKeys": 'JSON object {"team": ["key", ...]}: the API keys of each team (the gateway stores only hashes)',
+}
+
+# Regions we know prices and GPU offerings for (EC2 GPU instances are not in every region).
+AWS_REGIONS = (
+    "us-east-1",
+    "us-east-2",
+    "us-west-2",
+    "eu-west-1",
+    "eu-central-1",
+    "eu-north-1",
+    "ap-northeast-1",
+    "ap-southeast-2",
+)
+# EKS versions in standard or extended support that the bundled schemas (kubernetes-validate) cover.
+KUBERNETES_VERSIONS = ("1.30", "1.31", "1.32", "1.33", "1.34")
+
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
+_HF_REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$|^/[\w./-]+$")
+
+
+def _dns_label(value: str) -> str:
+    if not _DNS_LABEL.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid name: use 1-40 lowercase letters, digits and '-', starting with a letter"
+        )
+    return value
+
+
+DnsLabel = Annotated[str, Field(min_length=1, max_length=40)]
+
+
+class Strict(BaseModel):
+    """Base for every config model: unknown keys are errors and values are not coerced silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Scaling(Strict):
+    """Size of a node group (or of a set of replicas)."""
+
+    min_size: int = Field(ge=0, le=100, description="Fewest nodes the group scales down to.")
+    desired_size: int = Field(ge=0, le=100, description="Nodes at creation; the autoscaler owns it afterwards.")
+    max_size: int = Field(ge=1, le=100, description="Most nodes the group may grow to (caps spend).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Scaling:
+        if not self.min_size <= self.desired_size <= self.max_size:
+            raise ValueError(
+                f"min_size {self.min_size} <= desired_size {self.desired_size} <= max_size {self.max_size} "
+                "must hold"
+            )
+        return self
+
+
+class AwsConfig(Strict):
+    region: str = Field(description=f"AWS region; one of {', '.join(AWS_REGIONS)}.")
+    tags: dict[str, str] = Field(default_factory=dict, description="Tags put on every AWS resource.")
+
+    @field_validator("region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        if value not in AWS_REGIONS:
+            raise ValueError(f"unknown region {value!r}; accepted: {', '.join(AWS_REGIONS)}")
+        return value
+
+
+class NetworkConfig(Strict):
+    """A new VPC with public and private subnets in 2-3 AZs and NAT, or an existing VPC."""
+
+    vpc_cidr: str = Field(default="10.0.0.0/16", description="CIDR of a new VPC, /16 to /20.")
+    availability_zones: int = Field(default=2, ge=2, le=3, description="AZs to spread subnets over (2 or 3).")
+    nat_gateways: Literal["single", "per_az"] = Field(
+        default="single", description="One NAT gateway (cheap) or one per AZ (survives an AZ outage)."
+    )
+    existing_vpc_id: str | None = Field(default=None, description="Use this VPC instead of creating one.")
+    existing_private_subnet_ids: list[str] = Field(default_factory=list)
+    existing_public_subnet_ids: list[str] = Field(default_factory=list)
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        try:
+            network = ipaddress.IPv4Network(value)
+        except ValueError as error:
+            raise ValueError(f"{value!r} is not an IPv4 CIDR such as 10.0.0.0/16 ({error})") from None
+        if not 16 <= network.prefixlen <= 20:
+            raise ValueError(f"prefix /{network.prefixlen} is outside /16../20 (room for 2x3 subnets)")
+        return value
+
+    @model_validator(mode="after")
+    def _existing(self) -> NetworkConfig:
+        if self.existing_vpc_id is not None:
+            if not re.match(r"^vpc-[0-9a-f]{8,17}$", self.existing_vpc_id):
+                raise ValueError(f"existing_vpc_id {self.existing_vpc_id!r} is not a VPC id like vpc-0abc12345")
+            if len(self.existing_private_subnet_ids) < 2:
+                raise ValueError("an existing VPC needs existing_private_subnet_ids in at least 2 AZs")
+        for subnet in [*self.existing_private_subnet_ids, *self.existing_public_subnet_ids]:
+            if not re.match(r"^subnet-[0-9a-f]{8,17}$", subnet):
+                raise ValueError(f"{subnet!r} is not a subnet id like subnet-0abc12345")
+        return self
+
+
+class SystemNodesConfig(Strict):
+    """The CPU node group that runs the gateway, monitoring and cluster add-ons."""
+
+    instance_types: list[str] = Field(min_length=1, description="CPU instance types from the catalog.")
+    scaling: Scaling
+    disk_size_gib: int = Field(default=50, ge=20, le=1000)
+
+
+class ClusterConfig(Strict):
+    kubernetes_version: str = Field(description=f"EKS version, one of {', '.join(KUBERNETES_VERSIONS)}.")
+    endpoint_public_access: bool = Field(default=False, description="Expose the API server on the internet.")
+    public_access_cidrs: list[str] = Field(
+        default_factory=list, description="Allow-list for the public endpoint; required when it is public."
+    )
+    endpoint_private_access: bool = True
+    log_types: list[Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]] = Field(
+        default_factory=lambda: ["api", "audit", "authenticator"]
+    )
+    system_nodes: SystemNodesConfig
+
+    @field_validator("kubernetes_version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        if value not in KUBERNETES_VERSIONS:
+            raise ValueError(f"unsupported version {value!r}; accepted: {', '.join(KUBERNETES_VERSIONS)}")
+        return value
+
+    @field_validator("public_access_cidrs")
+    @classmethod
+    def _cidrs(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.IPv4Network(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IPv4 CIDR such as 203.0.113.0/24") from None
+            if value == "0.0.0.0/0":
+                raise ValueError("0.0.0.0/0 opens the API server to the internet; list your office/VPN CIDRs")
+        return values
+
+    @model_validator(mode="after")
+    def _access(self) -> ClusterConfig:
+        if self.endpoint_public_access and not self.public_access_cidrs:
+            raise ValueError("endpoint_public_access needs public_access_cidrs (an allow-list)")
+        if not self.endpoint_public_access and not self.endpoint_private_access:
+            raise ValueError("the API endpoint must be public, private or both")
+        return self
+
+
+class GpuNodeGroupConfig(Strict):
+    """An EKS managed node group on the NVIDIA AMI."""
+
+    name: DnsLabel = Field(description="Name; vLLM models select it with `node_group`.")
+    instance_types: list[str] = Field(
+        min_length=1, description="GPU instance types from the catalog; all with the same GPU model and count."
+    )
+    capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
+    scaling: Scaling
+    disk_size_gib: int | None = Field(
+        default=None, ge=50, le=4000, description="Root volume; by default sized for the weights of its models."
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra node labels.")
+
+    _name = field_validator("name")(classmethod(lambda cls, v: _dns_label(v)))
+
+
+class DevicePluginConfig(Strict):
+    time_slicing_replicas: int | None = Field(
+        default=None, ge=2, le=16, description="Share each GPU between this many pods (dev only; no isolation)."
+    )
+
+
+class ModelCacheConfig(Strict):
+    kind: Literal["emptyDir", "pvc"] = "emptyDir"
+    size_gib: int | None = Field(default=None, ge=1, le=4000, description="Default: weights x 1.5.")
+    storage_class: str = "gp3"
+
+
+class ModelAutoscalingConfig(Strict):
+    max_replicas: int = Field(ge=1, le=64)
+    target_waiting_requests: float = Field(
+        default=4.0, gt=0, description="Requests waiting per replica that trigger a scale-up."
+    )
+
+
+class ArchitectureConfig(Strict):
+    """The parts of a model's config.json the capacity planner needs, for a model not in the catalog."""
+
+    parameters_billion: float = Field(gt=0)
+    hidden_size: int = Field(gt=0)
+    num_hidden_layers: int = Field(gt=0)
+    num_attention_heads: int = Field(gt=0)
+    num_key_value_heads: int = Field(gt=0)
+    head_dim: int | None = Field(default=None, gt=0)
+    vocab_size: int = Field(gt=0)
+    intermediate_size: int = Field(gt=0)
+    max_position_embeddings: int = Field(gt=0)
+    num_experts: int = Field(default=1, ge=1)
+
+
+class ModelConfig(Strict):
+    """One vLLM Deployment."""
+
+    name: DnsLabel = Field(description="Served model name and the Kubernetes name of its objects.")
+    hf_model: str = Field(description="Hugging Face repo id (org/name) or a path inside the image.")
+    revision: str | None = Field(default=None, description="Git revision of the weights (pin it in prod).")
+    catalog: str | None = Field(default=None, description="Key in the model catalog (infra/models.py).")
+    architecture: ArchitectureConfig | None = None
+    node_group: str | None = Field(default=None, description="GPU node group to run on; None = CPU (local).")
+    quantization: Literal["none", "awq", "gptq", "fp8"] = "none"
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
+    kv_cache_dtype: Literal["auto", "fp8"] = "auto"
+    max_model_len: int = Field(ge=128, le=1_048_576)
+    gpu_memory_utilization: float = Field(default=0.90, gt=0.1, le=0.98)
+    max_num_seqs: int = Field(default=64, ge=1, le=1024)
+    gpus: int = Field(default=1, ge=1, le=8, description="GPUs per replica = tensor parallel size.")
+    replicas: int = Field(default=1, ge=1, le=64)
+    enable_prefix_caching: bool = True
+    enforce_eager: bool = False
+    extra_args: list[str] = Field(default_factory=list, description="More `vllm serve` flags; still validated.")
+    cache: ModelCacheConfig = Field(default_factory=ModelCacheConfig)
+    autoscaling: ModelAutoscalingConfig | None = None
+    cpu_kv_cache_gib: int = Field(default=1, ge=1, le=64, description="KV cache size on the CPU backend (local).")
+    resources_cpu: str | None = Field(default=None, description="CPU request/limit (CPU backend), e.g. '2'.")
+    resources_memory: str | None = Field(default=None, description="Memory request/limit, e.g. '8Gi'.")
+
+    _name = field_validator("name")(classmethod(lambda cls, v: _dns_label(v)))
+
+    @field_validator("hf_model")
+    @classmethod
+    def _repo(cls, value: str) -> str:
+        if not _HF_REPO.match(value):
+            raise ValueError(f"{value!r} is not a Hugging Face repo id like meta-llama/Llama-3.1-8B-Instruct")
+        return value
+
+    @model_validator(mode="after")
+    def _arch(self) -> ModelConfig:
+        if (self.catalog is None) == (self.architecture is None):
+            raise ValueError("give exactly one of `catalog` (a catalog key) or `architecture`")
+        if self.autoscaling is not None and self.autoscaling.max_replicas < self.replicas:
+            raise ValueError(
+                f"autoscaling.max_replicas {self.autoscaling.max_replicas} is below replicas {self.replicas}"
+            )
+        return self
+
+
+class TeamConfig(Strict):
+    name: DnsLabel
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    monthly_token_limit: int | None = Field(default=None, ge=1)
+    monthly_budget_usd: float | None = Field(default=None, gt=0)
+
+
+class ManagedApiConfig(Strict):
+    """A managed OpenAI-compatible API (key from the `openaiApiKey` secret)."""
+
+    name: DnsLabel
+    base_url: str = Field(pattern=r"^https://[^\s/]+(/\S*)?$", description="e.g. https://api.openai.com/v1")
+    model: str = Field(min_length=1, description="Model name the API expects.")
+
+
+class RouteTarget(Strict):
+    backend: str = Field(description="A model name (vLLM) or a managed API name.")
+    weight: int = Field(default=1, ge=0, le=1000)
+
+
+class RouteConfig(Strict):
+    model: str = Field(min_length=1, description="Public model name clients ask for.")
+    targets: list[RouteTarget] = Field(min_length=1)
+    fallbacks: list[str] = Field(default_factory=list, description="Backends tried, in order, after a failure.")
+
+
+class SemanticAliasConfig(Strict):
+    model: str = Field(default="auto", description="The alias clients send as `model`.")
+    scorer: Literal["rules", "embedding"] = "rules"
+    simple_route: str
+    complex_route: str
+    threshold: float = Field(default=0.5, ge=0, le=1)
+
+
+class PriceConfig(Strict):
+    input_per_million: float = Field(ge=0)
+    output_per_million: float = Field(ge=0)
+
+
+class IngressConfig(Strict):
+    kind: Literal["none", "nlb", "ingress"] = "none"
+    host: str | None = None
+    tls_secret_name: str | None = Field(default=None, description="TLS Secret for an Ingress.")
+    certificate_arn: str | None = Field(default=None, description="ACM certificate for an NLB.")
+    internal: bool = Field(default=True, description="Reachable only inside the VPC.")
+
+    @model_validator(mode="after")
+    def _tls(self) -> IngressConfig:
+        if self.kind == "ingress" and (self.host is None or self.tls_secret_name is None):
+            raise ValueError("an ingress needs `host` and `tls_secret_name` (TLS is not optional)")
+        if self.kind == "nlb" and self.certificate_arn is None:
+            raise ValueError("an NLB needs `certificate_arn` (TLS is not optional)")
+        return self
+
+
+class GatewayConfig(Strict):
+    replicas: int = Field(default=2, ge=1, le=50)
+    max_replicas: int = Field(default=6, ge=1, le=100, description="HPA ceiling (CPU-based).")
+    image: str = Field(
+        default="ghcr.io/llm-serving/llm-gateway:0.1.0", description="Gateway image built from gateway_image/."
+    )
+    request_timeout_s: float = Field(default=120, gt=0, le=3600)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    stream_recovery: bool = False
+    audit_include_prompts: bool = False
+    managed_apis: list[ManagedApiConfig] = Field(default_factory=list)
+    routes: list[RouteConfig] = Field(default_factory=list, description="Default: one route per model.")
+    aliases: list[SemanticAliasConfig] = Field(default_factory=list)
+    teams: list[TeamConfig] = Field(min_length=1)
+    pricing: dict[str, PriceConfig] = Field(default_factory=dict, description="Per public model name.")
+    ingress: IngressConfig = Field(default_factory=IngressConfig)
+
+
+class AlertThresholds(Strict):
+    requests_waiting: int = Field(default=10, ge=1, description="Waiting requests per pod that alert.")
+    requests_waiting_for_minutes: int = Field(default=5, ge=1)
+    kv_cache_usage_ratio: float = Field(default=0.9, gt=0, le=1)
+    gateway_error_ratio: float = Field(default=0.05, gt=0, le=1)
+    fallback_ratio: float = Field(default=0.1, gt=0, le=1)
+    team_budget_ratio: float = Field(default=0.8, gt=0, le=1)
+
+
+class MonitoringConfig(Strict):
+    enabled: bool = True
+    light: bool = Field(default=False, description="A laptop-sized stack (local): no alertmanager, no PVCs.")
+    retention: str = Field(default="15d", pattern=r"^[0-9]+(h|d|w)$")
+    storage_gib: int | None = Field(default=None, ge=1, le=4000, description="None = no persistent volume.")
+    alerts: AlertThresholds = Field(default_factory=AlertThresholds)
+
+
+class PlatformConfig(Strict):
+    """Everything one environment says. `aws: null` means no AWS at all (the `local` stack)."""
+
+    environment: Literal["dev", "staging", "prod", "local"]
+    namespace: DnsLabel = Field(default="llm-serving", description="Namespace of the serving workloads.")
+    aws: AwsConfig | None = None
+    network: NetworkConfig | None = None
+    cluster: ClusterConfig | None = None
+    kubernetes_version: str | None = Field(
+        default=None, description="Cluster version when there is no EKS cluster (local); schemas follow it."
+    )
+    gpu_node_groups: list[GpuNodeGroupConfig] = Field(default_factory=list)
+    device_plugin: DevicePluginConfig = Field(default_factory=DevicePluginConfig)
+    models: list[ModelConfig] = Field(min_length=1)
+    gateway: GatewayConfig
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+
+    @property
+    def cluster_version(self) -> str:
+        if self.cluster is not None:
+            return self.cluster.kubernetes_version
+        assert self.kubernetes_version is not None
+        return self.kubernetes_version
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PlatformConfig:
+        problems: list[str] = []
+        if self.aws is None:
+            if self.network or self.cluster or self.gpu_node_groups:
+                problems.append("without `aws`, `network`, `cluster` and `gpu_node_groups` must be absent")
+            if self.kubernetes_version not in KUBERNETES_VERSIONS:
+                problems.append(
+                    f"without `aws`, `kubernetes_version` must name the cluster's version "
+                    f"(got {self.kubernetes_version!r}; accepted: {', '.join(KUBERNETES_VERSIONS)})"
+                )
+        elif self.network is None or self.cluster is None:
+            problems.append("with `aws`, `network` and `cluster` are required")
+        _unique(problems, "gpu_node_groups", [group.name for group in self.gpu_node_groups])
+        _unique(problems, "models", [model.name for model in self.models])
+        _unique(problems, "gateway.teams", [team.name for team in self.gateway.teams])
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def _unique(problems: list[str], where: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            problems.append(f"{where}: name {name!r} is used twice")
+        seen.add(name)
+
+
+class ConfigError(Exception):
+    """Bad stack configuration: one line per problem, each naming the stack, key path, value and what is accepted."""
+
+    def __init__(self, stack: str, problems: list[str]) -> None:
+        self.stack = stack
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"stack {stack!r}: {len(problems)} problem(s) in its configuration:\n{lines}")
+
+
+def _key_path(location: tuple[Any, ...]) -> str:
+    path = PLATFORM_KEY
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def _describe_error(error: Any) -> str:
+    path = _key_path(tuple(part for part in error["loc"] if not str(part).startswith("function-after")))
+    kind = error["type"]
+    value = error.get("input")
+    if kind == "extra_forbidden":
+        return f"{path}: unknown key (typo?); remove it or use one of the documented keys"
+    if kind == "missing":
+        return f"{path}: required key is missing"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        message = f"accepted: {expected}"
+    shown = value if not isinstance(value, dict | list) else type(value).__name__
+    return f"{path} = {shown!r}: {message}"
+
+
+def parse_platform(stack: str, raw: Any) -> PlatformConfig:
+    """Validate the raw `platform` object of a stack; raise ConfigError with every problem."""
+    if not isinstance(raw, dict):
+        raise ConfigError(stack, [f"{PLATFORM_KEY}: must be a mapping, got {type(raw).__name__}"])
+    try:
+        platform = PlatformConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(stack, [_describe_error(item) for item in error.errors()]) from None
+    problems = cross_check(platform)
+    if problems:
+        raise ConfigError(stack, problems)
+    return platform
+
+
+def cross_check(platform: PlatformConfig) -> list[str]:
+    """Checks that need the catalogs and the capacity planner, after the shape is valid."""
+    from infra.semantics import semantic_problems
+
+    return semantic_problems(platform)
