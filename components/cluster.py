@@ -171,7 +171,9 @@ class Cluster(pulumi.ComponentResource):
         self.endpoint = cluster.endpoint
         self.oidc_provider_arn = oidc.arn
         self.oidc_issuer = issuer
-        self.kubeconfig = pulumi.Output.all(cluster.name, cluster.endpoint, cluster.certificate_authority).apply(
+        self.kubeconfig = pulumi.Output.all(
+            cluster.name, cluster.endpoint, cluster.certificate_authority
+        ).apply(
             lambda parts: kubeconfig(parts[0], args.region, parts[1], parts[2]["data"] if parts[2] else "")
         )
         self.provider = k8s.Provider(

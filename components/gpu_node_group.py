@@ -33,16 +33,19 @@ class GpuNodeGroupArgs:
 
 def node_labels(group_name: str, gpu_model: str, extra: dict[str, str]) -> dict[str, str]:
     """The labels vLLM pods select on; also used by the device plugin and DCGM exporter node affinity."""
-    return {**extra, NODE_GROUP_LABEL: group_name, GPU_MODEL_LABEL: gpu_model, "nvidia.com/gpu.present": "true"}
+    return {
+        **extra,
+        NODE_GROUP_LABEL: group_name,
+        GPU_MODEL_LABEL: gpu_model,
+        "nvidia.com/gpu.present": "true",
+    }
 
 
 class GpuNodeGroup(pulumi.ComponentResource):
     node_group_name: pulumi.Output[str]
     labels: dict[str, str]
 
-    def __init__(
-        self, name: str, args: GpuNodeGroupArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: GpuNodeGroupArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("llm-serving:index:GpuNodeGroup", name, None, opts)
         role = node_role(name, args.tags, self)
         template = launch_template(name, args.disk_size_gib, args.tags, self)

@@ -84,11 +84,19 @@ class Network(pulumi.ComponentResource):
                 availability_zone=zone,
                 # Load balancers and NAT get public addresses explicitly; instances never do.
                 map_public_ip_on_launch=False,
-                tags={**args.tags, **cluster_tag, "Name": f"{name}-public-{suffix}", "kubernetes.io/role/elb": "1"},
+                tags={
+                    **args.tags,
+                    **cluster_tag,
+                    "Name": f"{name}-public-{suffix}",
+                    "kubernetes.io/role/elb": "1",
+                },
                 opts=child,
             )
             ec2.RouteTableAssociation(
-                f"{name}-public-{suffix}-rta", subnet_id=public.id, route_table_id=public_routes.id, opts=child
+                f"{name}-public-{suffix}-rta",
+                subnet_id=public.id,
+                route_table_id=public_routes.id,
+                opts=child,
             )
             public_subnets.append(public)
             if index == 0 or args.nat_gateways == "per_az":
@@ -122,7 +130,10 @@ class Network(pulumi.ComponentResource):
                 opts=child,
             )
             ec2.RouteTableAssociation(
-                f"{name}-private-{suffix}-rta", subnet_id=private.id, route_table_id=private_routes.id, opts=child
+                f"{name}-private-{suffix}-rta",
+                subnet_id=private.id,
+                route_table_id=private_routes.id,
+                opts=child,
             )
             private_subnets.append(private)
 

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from infra.models import ModelArchitecture
+
 PROJECT = "llm-serving"
 PLATFORM_KEY = f"{PROJECT}:platform"
 
@@ -65,7 +67,9 @@ class Scaling(Strict):
     """Size of a node group (or of a set of replicas)."""
 
     min_size: int = Field(ge=0, le=100, description="Fewest nodes the group scales down to.")
-    desired_size: int = Field(ge=0, le=100, description="Nodes at creation; the autoscaler owns it afterwards.")
+    desired_size: int = Field(
+        ge=0, le=100, description="Nodes at creation; the autoscaler owns it afterwards."
+    )
     max_size: int = Field(ge=1, le=100, description="Most nodes the group may grow to (caps spend).")
 
     @model_validator(mode="after")
@@ -117,7 +121,9 @@ class NetworkConfig(Strict):
     def _existing(self) -> NetworkConfig:
         if self.existing_vpc_id is not None:
             if not re.match(r"^vpc-[0-9a-f]{8,17}$", self.existing_vpc_id):
-                raise ValueError(f"existing_vpc_id {self.existing_vpc_id!r} is not a VPC id like vpc-0abc12345")
+                raise ValueError(
+                    f"existing_vpc_id {self.existing_vpc_id!r} is not a VPC id like vpc-0abc12345"
+                )
             if len(self.existing_private_subnet_ids) < 2:
                 raise ValueError("an existing VPC needs existing_private_subnet_ids in at least 2 AZs")
         for subnet in [*self.existing_private_subnet_ids, *self.existing_public_subnet_ids]:
@@ -179,12 +185,16 @@ class GpuNodeGroupConfig(Strict):
 
     name: DnsLabel = Field(description="Name; vLLM models select it with `node_group`.")
     instance_types: list[str] = Field(
-        min_length=1, description="GPU instance types from the catalog; all with the same GPU model and count."
+        min_length=1,
+        description="GPU instance types from the catalog; all with the same GPU model and count.",
     )
     capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
     scaling: Scaling
     disk_size_gib: int | None = Field(
-        default=None, ge=50, le=4000, description="Root volume; by default sized for the weights of its models."
+        default=None,
+        ge=50,
+        le=4000,
+        description="Root volume; by default sized for the weights of its models.",
     )
     labels: dict[str, str] = Field(default_factory=dict, description="Extra node labels.")
 
@@ -193,7 +203,10 @@ class GpuNodeGroupConfig(Strict):
 
 class DevicePluginConfig(Strict):
     time_slicing_replicas: int | None = Field(
-        default=None, ge=2, le=16, description="Share each GPU between this many pods (dev only; no isolation)."
+        default=None,
+        ge=2,
+        le=16,
+        description="Share each GPU between this many pods (dev only; no isolation).",
     )
 
 
@@ -210,21 +223,6 @@ class ModelAutoscalingConfig(Strict):
     )
 
 
-class ArchitectureConfig(Strict):
-    """The parts of a model's config.json the capacity planner needs, for a model not in the catalog."""
-
-    parameters_billion: float = Field(gt=0)
-    hidden_size: int = Field(gt=0)
-    num_hidden_layers: int = Field(gt=0)
-    num_attention_heads: int = Field(gt=0)
-    num_key_value_heads: int = Field(gt=0)
-    head_dim: int | None = Field(default=None, gt=0)
-    vocab_size: int = Field(gt=0)
-    intermediate_size: int = Field(gt=0)
-    max_position_embeddings: int = Field(gt=0)
-    num_experts: int = Field(default=1, ge=1)
-
-
 class ModelConfig(Strict):
     """One vLLM Deployment."""
 
@@ -232,7 +230,9 @@ class ModelConfig(Strict):
     hf_model: str = Field(description="Hugging Face repo id (org/name) or a path inside the image.")
     revision: str | None = Field(default=None, description="Git revision of the weights (pin it in prod).")
     catalog: str | None = Field(default=None, description="Key in the model catalog (infra/models.py).")
-    architecture: ArchitectureConfig | None = None
+    architecture: ModelArchitecture | None = Field(
+        default=None, description="Shapes from the model's config.json, for a model not in the catalog."
+    )
     node_group: str | None = Field(default=None, description="GPU node group to run on; None = CPU (local).")
     quantization: Literal["none", "awq", "gptq", "fp8"] = "none"
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
@@ -244,10 +244,14 @@ class ModelConfig(Strict):
     replicas: int = Field(default=1, ge=1, le=64)
     enable_prefix_caching: bool = True
     enforce_eager: bool = False
-    extra_args: list[str] = Field(default_factory=list, description="More `vllm serve` flags; still validated.")
+    extra_args: list[str] = Field(
+        default_factory=list, description="More `vllm serve` flags; still validated."
+    )
     cache: ModelCacheConfig = Field(default_factory=ModelCacheConfig)
     autoscaling: ModelAutoscalingConfig | None = None
-    cpu_kv_cache_gib: int = Field(default=1, ge=1, le=64, description="KV cache size on the CPU backend (local).")
+    cpu_kv_cache_gib: int = Field(
+        default=1, ge=1, le=64, description="KV cache size on the CPU backend (local)."
+    )
     resources_cpu: str | None = Field(default=None, description="CPU request/limit (CPU backend), e.g. '2'.")
     resources_memory: str | None = Field(default=None, description="Memory request/limit, e.g. '8Gi'.")
 
@@ -294,7 +298,9 @@ class RouteTarget(Strict):
 class RouteConfig(Strict):
     model: str = Field(min_length=1, description="Public model name clients ask for.")
     targets: list[RouteTarget] = Field(min_length=1)
-    fallbacks: list[str] = Field(default_factory=list, description="Backends tried, in order, after a failure.")
+    fallbacks: list[str] = Field(
+        default_factory=list, description="Backends tried, in order, after a failure."
+    )
 
 
 class SemanticAliasConfig(Strict):
@@ -330,7 +336,8 @@ class GatewayConfig(Strict):
     replicas: int = Field(default=2, ge=1, le=50)
     max_replicas: int = Field(default=6, ge=1, le=100, description="HPA ceiling (CPU-based).")
     image: str = Field(
-        default="ghcr.io/llm-serving/llm-gateway:0.1.0", description="Gateway image built from gateway_image/."
+        default="ghcr.io/llm-serving/llm-gateway:0.1.0",
+        description="Gateway image built from gateway_image/.",
     )
     request_timeout_s: float = Field(default=120, gt=0, le=3600)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)

@@ -19,7 +19,9 @@ class RenderMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         state = dict(args.inputs)
         name = args.name
-        state.setdefault("arn", f"arn:aws:mock:{self.region}:{ACCOUNT_ID}:{args.typ.split(':')[-1].lower()}/{name}")
+        state.setdefault(
+            "arn", f"arn:aws:mock:{self.region}:{ACCOUNT_ID}:{args.typ.split(':')[-1].lower()}/{name}"
+        )
         if args.typ == "aws:eks/cluster:Cluster":
             state["endpoint"] = f"https://{name}.gr7.{self.region}.eks.amazonaws.com"
             state["certificateAuthority"] = {"data": "LS0tLS1CRUdJTi1NT0NLLUNB"}
@@ -32,16 +34,20 @@ class RenderMocks(pulumi.runtime.Mocks):
             state.setdefault("name", name)
         return f"{name}-id", state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return {
                 "names": [f"{self.region}{zone}" for zone in "abc"],
                 "zoneIds": [f"use1-az{i}" for i in (1, 2, 4)],
-            }, None
+            }, []
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/render", "userId": "render"}, None
+            return {
+                "accountId": ACCOUNT_ID,
+                "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/render",
+                "userId": "render",
+            }, []
         if args.token == "aws:index/getPartition:getPartition":
-            return {"partition": "aws", "dnsSuffix": "amazonaws.com"}, None
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com"}, []
         if args.token == "aws:index/getRegion:getRegion":
-            return {"name": self.region, "region": self.region}, None
-        return {}, None
+            return {"name": self.region, "region": self.region}, []
+        return {}, []

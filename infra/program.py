@@ -55,7 +55,13 @@ def main() -> None:
 
 def build(platform: PlatformConfig, secrets: Secrets) -> dict[str, object]:
     """Create every resource of the platform; returns the stack outputs."""
-    outputs: dict[str, object] = {"environment": platform.environment}
+    from infra.planning import capacity_outputs, cost_outputs
+
+    outputs: dict[str, object] = {
+        "environment": platform.environment,
+        "capacity": capacity_outputs(platform),
+        "cost": cost_outputs(platform),
+    }
     tags = {"project": PROJECT, "environment": platform.environment}
     if platform.aws is not None:
         tags |= platform.aws.tags
@@ -146,6 +152,10 @@ def _aws(platform: PlatformConfig, tags: dict[str, str], outputs: dict[str, obje
 def _kubernetes(
     platform: PlatformConfig, secrets: Secrets, provider: k8s.Provider, outputs: dict[str, object]
 ) -> None:
+    from infra.gateway_wiring import wire_gateway
+    from infra.observability import wire_monitoring
+    from infra.serving import wire_serving
+
     opts = pulumi.ResourceOptions(providers=[provider])
     k8s.core.v1.Namespace(
         platform.namespace,
@@ -159,4 +169,7 @@ def _kubernetes(
         ),
         opts=pulumi.ResourceOptions(provider=provider),
     )
-    del opts, secrets, outputs
+    # Each wiring module turns one part of the validated config into components and returns stack outputs.
+    outputs |= wire_serving(platform, secrets, opts)
+    outputs |= wire_gateway(platform, secrets, opts)
+    outputs |= wire_monitoring(platform, secrets, opts)

@@ -54,13 +54,17 @@ class RenderResult:
 
 
 def stack_names() -> list[str]:
-    return sorted(path.name.removeprefix("Pulumi.").removesuffix(".yaml") for path in STACKS_DIR.glob("Pulumi.*.yaml"))
+    return sorted(
+        path.name.removeprefix("Pulumi.").removesuffix(".yaml") for path in STACKS_DIR.glob("Pulumi.*.yaml")
+    )
 
 
 def read_stack_file(stack: str) -> dict[str, Any]:
     path = STACKS_DIR / f"Pulumi.{stack}.yaml"
     if not path.exists():
-        raise FileNotFoundError(f"no stack {stack!r}: {path} does not exist (stacks: {', '.join(stack_names())})")
+        raise FileNotFoundError(
+            f"no stack {stack!r}: {path} does not exist (stacks: {', '.join(stack_names())})"
+        )
     document = yaml.safe_load(path.read_text()) or {}
     config = document.get("config") or {}
     if not isinstance(config, dict):
@@ -140,6 +144,8 @@ def run(stack: str, secret_values: dict[str, Any] | None = None) -> RenderResult
     monitor = RecordingMonitor(RenderMocks(region))
     settings.reset_options(project=PROJECT, stack=stack, preview=False)
     mocks.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+    # set_mocks registers a root stack of its own; the program gets a fresh one from run_in_stack, as under `up`.
+    settings.ROOT.set(None)
     os.environ.setdefault("PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION", "true")
 
     from infra.program import main
@@ -177,7 +183,9 @@ def write(result: RenderResult, out_dir: Path) -> dict[str, str]:
                 obj.get("metadata", {}).get("name", ""),
             )
         )
-        files[f"{component}.yaml"] = yaml.safe_dump_all(objects, sort_keys=True, default_flow_style=False, width=120)
+        files[f"{component}.yaml"] = yaml.safe_dump_all(
+            objects, sort_keys=True, default_flow_style=False, width=120
+        )
     plan = [
         {
             "type": record.type,
@@ -210,12 +218,16 @@ def summary(result: RenderResult) -> str:
         if gpus:
             lines.append("GPUs: " + ", ".join(f"{count} x {gpu}" for gpu, count in sorted(gpus.items())))
         if "estimated_monthly_usd" in cost:
-            lines.append(f"estimated monthly cost: ${cost['estimated_monthly_usd']:,.0f} ({cost.get('basis', '')})")
+            lines.append(
+                f"estimated monthly cost: ${cost['estimated_monthly_usd']:,.0f} ({cost.get('basis', '')})"
+            )
     plans = result.outputs.get("capacity", {})
     if isinstance(plans, dict):
         for model, plan in sorted(plans.items()):
             if isinstance(plan, dict):
-                lines.append(f"model {model}: " + ", ".join(f"{key}={value}" for key, value in sorted(plan.items())))
+                lines.append(
+                    f"model {model}: " + ", ".join(f"{key}={value}" for key, value in sorted(plan.items()))
+                )
     return "\n".join(lines)
 
 
@@ -227,7 +239,7 @@ class RecordingMonitor(MockMonitor):
         self.records: list[Recorded] = []
         self.stack_outputs: dict[str, Any] = {}
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+    def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             self.records.append(
@@ -242,7 +254,7 @@ class RecordingMonitor(MockMonitor):
             )
         return response
 
-    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+    def RegisterResourceOutputs(self, request: Any) -> Any:
         if request.urn.split("::")[2] == "pulumi:pulumi:Stack":
             self.stack_outputs = _clean(json_format.MessageToDict(request.outputs))
         return super().RegisterResourceOutputs(request)
