@@ -1,0 +1,80 @@
+"""A backend at run time: its endpoints, its connection pool, its credentials."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import aiohttp
+
+from .balancing import Endpoint
+from .config import BackendConfig, ConfigError
+from .metrics import Metrics
+
+
+class Backend:
+    def __init__(self, config: BackendConfig, metrics: Metrics) -> None:
+        self.config = config
+        self.name = config.name
+        self.kind = config.kind
+        self.upstream_model = config.model
+        self.timeout_s = config.timeout_s
+        # sock_read bounds the wait for the headers and for each stream chunk; the deadline is separate.
+        self.client_timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=min(10.0, config.timeout_s), sock_read=config.timeout_s
+        )
+        self.metrics = metrics
+        self.headers = {"Content-Type": "application/json"}
+        if config.api_key_env:
+            key = os.environ.get(config.api_key_env)
+            if not key:
+                raise ConfigError(
+                    f"backend {config.name!r}: environment variable {config.api_key_env} is not set"
+                )
+            self.headers["Authorization"] = f"Bearer {key}"
+        urls = [config.url] if config.url else config.endpoints or []
+        self.endpoints: list[Endpoint] = [self.new_endpoint(url) for url in urls]
+        self._session: aiohttp.ClientSession | None = None
+
+    def new_endpoint(self, base_url: str) -> Endpoint:
+        endpoint = Endpoint(
+            base_url,
+            self.config.health.failures_to_eject,
+            self.config.health.cooldown_s,
+            self._publish_health,
+        )
+        self._publish_health(endpoint)
+        return endpoint
+
+    def forget_endpoint(self, endpoint: Endpoint) -> None:
+        with contextlib.suppress(KeyError):
+            self.metrics.endpoint_healthy.remove(self.name, endpoint.label)
+
+    def _publish_health(self, endpoint: Endpoint) -> None:
+        self.metrics.endpoint_healthy.labels(self.name, endpoint.label).set(1 if endpoint.healthy else 0)
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        # Created lazily because a ClientSession must be made inside the running event loop.
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self.config.max_connections,
+                limit_per_host=0,
+                ttl_dns_cache=30,
+                enable_cleanup_closed=True,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None),
+                # The gateway names itself; aiohttp would add its own User-Agent on every request otherwise.
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
+
+    def has_available_endpoint(self, now: float) -> bool:
+        return any(endpoint.available(now) for endpoint in self.endpoints)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

@@ -1,0 +1,86 @@
+"""Endpoints of a backend and least-outstanding-requests balancing among them."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Collection, Sequence
+from urllib.parse import urlsplit
+
+
+class Endpoint:
+    """One server of a backend: its URL, its in-flight count and its health."""
+
+    __slots__ = (
+        "base_url",
+        "cooldown_s",
+        "ejected_until",
+        "failures",
+        "failures_to_eject",
+        "healthy",
+        "label",
+        "on_health_change",
+        "origin",
+        "outstanding",
+    )
+
+    def __init__(
+        self,
+        base_url: str,
+        failures_to_eject: int,
+        cooldown_s: float,
+        on_health_change: Callable[[Endpoint], None] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        parts = urlsplit(self.base_url)
+        self.origin = f"{parts.scheme}://{parts.netloc}"
+        self.label = parts.netloc
+        self.outstanding = 0
+        self.failures = 0
+        self.healthy = True
+        self.ejected_until = 0.0
+        self.failures_to_eject = failures_to_eject
+        self.cooldown_s = cooldown_s
+        self.on_health_change = on_health_change
+
+    def available(self, now: float) -> bool:
+        # After the cool-down an ejected endpoint is tried again (half-open); one failure ejects it again.
+        return self.healthy or now >= self.ejected_until
+
+    def record_success(self, *, from_check: bool = False) -> None:
+        self.failures = 0
+        if not self.healthy and (not from_check or time.monotonic() >= self.ejected_until):
+            self._set_healthy(True)
+
+    def record_failure(self) -> None:
+        self.failures += 1
+        if self.failures >= self.failures_to_eject:
+            self.ejected_until = time.monotonic() + self.cooldown_s
+            if self.healthy:
+                self._set_healthy(False)
+
+    def _set_healthy(self, healthy: bool) -> None:
+        self.healthy = healthy
+        if self.on_health_change is not None:
+            self.on_health_change(self)
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.base_url!r}, outstanding={self.outstanding}, healthy={self.healthy})"
+
+
+def pick_endpoint(endpoints: Sequence[Endpoint], exclude: Collection[Endpoint] = ()) -> Endpoint | None:
+    """The available endpoint with the fewest outstanding requests; ties broken uniformly at random."""
+    now = time.monotonic()
+    best: Endpoint | None = None
+    ties = 0
+    for endpoint in endpoints:
+        if (exclude and endpoint in exclude) or not endpoint.available(now):
+            continue
+        if best is None or endpoint.outstanding < best.outstanding:
+            best, ties = endpoint, 1
+        elif endpoint.outstanding == best.outstanding:
+            # Reservoir sampling: each of the tied endpoints ends up chosen with equal probability.
+            ties += 1
+            if random.random() * ties < 1:
+                best = endpoint
+    return best

@@ -1,0 +1,303 @@
+"""The gateway's configuration: one YAML file, validated by pydantic.
+
+The infrastructure code renders this schema into a ConfigMap, so this module is the contract between the two:
+every field carries a description, and errors name the key path, the bad value and what is accepted.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$"
+SHA256_HEX_PATTERN = r"^[0-9a-f]{64}$"
+
+
+class ConfigError(ValueError):
+    """The configuration file is missing, not YAML, or does not match the schema."""
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(StrictModel):
+    host: str = Field(default="0.0.0.0", description="Address to listen on.")
+    port: int = Field(default=8080, ge=1, le=65535, description="TCP port to listen on.")
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="Largest accepted request body; larger ones get 413."
+    )
+    request_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="Deadline of one client request, across upstream attempts, including a streamed answer.",
+    )
+    max_attempts: int = Field(
+        default=3, ge=1, le=10, description="Upstream attempts per request (first try plus failovers)."
+    )
+    require_api_key: bool = Field(
+        default=True,
+        description="Reject requests without a team key. Only for local tests may this be false.",
+    )
+    drain_timeout_s: float = Field(
+        default=30.0, ge=0, description="On SIGTERM, how long in-flight requests may take to finish."
+    )
+
+
+class HealthConfig(StrictModel):
+    path: str | None = Field(
+        default=None,
+        description="Path probed on each endpoint's origin (scheme://host:port). "
+        "Default: /health for kind vllm, /v1/models for kind openai.",
+    )
+    interval_s: float = Field(
+        default=5.0, ge=0, description="Seconds between active checks; 0 turns them off."
+    )
+    timeout_s: float = Field(default=2.0, gt=0, description="Timeout of one active check.")
+    failures_to_eject: int = Field(
+        default=3, ge=1, description="Consecutive failures (checks or requests) that take an endpoint out."
+    )
+    cooldown_s: float = Field(
+        default=10.0, ge=0, description="Seconds an ejected endpoint stays out before a retry."
+    )
+
+
+class DnsConfig(StrictModel):
+    host: str = Field(
+        description="DNS name to resolve, e.g. a headless Service: vllm-llama.llm.svc.cluster.local."
+    )
+    port: int = Field(default=8000, ge=1, le=65535, description="Port of every resolved address.")
+    scheme: Literal["http", "https"] = Field(default="http", description="URL scheme of the endpoints.")
+    path_prefix: str = Field(default="/v1", description="Path of the OpenAI API on each endpoint.")
+    refresh_s: float = Field(
+        default=10.0, gt=0, description="Seconds between re-resolutions (each A record = one endpoint)."
+    )
+
+
+class BackendConfig(StrictModel):
+    name: str = Field(pattern=NAME_PATTERN, description="Unique name, used in routes and metric labels.")
+    kind: Literal["vllm", "openai"] = Field(
+        description="vllm: a vLLM server (continue_final_message works); openai: any OpenAI-compatible API."
+    )
+    url: str | None = Field(
+        default=None,
+        description="Base URL of the OpenAI API, e.g. http://127.0.0.1:9000/v1 or https://api.openai.com/v1.",
+    )
+    endpoints: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="Several base URLs of identical servers, balanced by least outstanding.",
+    )
+    dns: DnsConfig | None = Field(
+        default=None, description="Discover endpoints by resolving a DNS name periodically."
+    )
+    api_key_env: str | None = Field(
+        default=None,
+        description="Name of the environment variable holding this backend's API key (from a Secret).",
+    )
+    model: str | None = Field(
+        default=None, description="Model name this backend expects; replaces the model the client asked for."
+    )
+    timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Per attempt: longest wait for the response headers and between stream chunks.",
+    )
+    max_connections: int = Field(
+        default=512, ge=1, description="Size of the connection pool to this backend."
+    )
+    health: HealthConfig = Field(default=HealthConfig(), description="Active and passive health checking.")
+
+    @model_validator(mode="after")
+    def _one_address_source(self) -> Self:
+        given = [key for key in ("url", "endpoints", "dns") if getattr(self, key) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"backend {self.name!r} sets {given or 'none'} of url/endpoints/dns; set exactly one of them"
+            )
+        for url in [self.url] if self.url else self.endpoints or []:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"backend {self.name!r}: URL {url!r} must start with http:// or https://")
+        return self
+
+    @property
+    def health_path(self) -> str:
+        if self.health.path is not None:
+            return self.health.path
+        return "/health" if self.kind == "vllm" else "/v1/models"
+
+
+class TargetConfig(StrictModel):
+    backend: str = Field(description="Name of a backend.")
+    weight: float = Field(default=1.0, gt=0, description="Relative share of this route's traffic.")
+
+
+class RouteConfig(StrictModel):
+    model: str = Field(min_length=1, description="Public model name clients ask for.")
+    targets: list[TargetConfig] = Field(min_length=1, description="Backends sharing the traffic by weight.")
+    fallbacks: list[str] = Field(
+        default_factory=list, description="Backends tried in order when the chosen target fails."
+    )
+
+
+class AliasConfig(StrictModel):
+    model: str = Field(default="auto", min_length=1, description="Public name of the alias, e.g. auto.")
+    scorer: Literal["rules", "embedding"] = Field(
+        default="rules", description="How request complexity is scored."
+    )
+    simple_route: str = Field(description="Route (public model) for requests scoring below the threshold.")
+    complex_route: str = Field(description="Route (public model) for requests scoring at or above it.")
+    threshold: float = Field(
+        default=0.5, ge=0, le=1, description="Complexity score (0 simple .. 1 complex) cut-off."
+    )
+    rules: dict[str, Any] | None = Field(default=None, description="Options of the rules scorer.")
+    examples: dict[str, list[str]] | None = Field(
+        default=None,
+        description="Labelled example prompts of the embedding scorer, e.g. {simple: [...], complex: [...]}.",
+    )
+
+
+class TeamConfig(StrictModel):
+    name: str = Field(pattern=NAME_PATTERN, description="Team name, used in metrics and the audit log.")
+    key_sha256: list[Annotated[str, Field(pattern=SHA256_HEX_PATTERN)]] = Field(
+        min_length=1, description="Lower-case hex SHA-256 of each API key of the team (never the keys)."
+    )
+    requests_per_minute: int | None = Field(default=None, ge=1, description="Rate limit; absent means none.")
+    monthly_token_limit: int | None = Field(
+        default=None, ge=1, description="Input + output tokens per calendar month."
+    )
+    monthly_budget_usd: float | None = Field(
+        default=None, gt=0, description="Spend per calendar month in USD."
+    )
+
+
+class PriceConfig(StrictModel):
+    input_per_million: float = Field(ge=0, description="USD per million prompt tokens.")
+    output_per_million: float = Field(ge=0, description="USD per million completion tokens.")
+
+
+class AuditConfig(StrictModel):
+    path: str = Field(default="-", description="File to append JSON lines to, or - for standard output.")
+    include_prompts: bool = Field(
+        default=False, description="Also log the request body (prompts). Off by default."
+    )
+
+
+class GatewayConfig(StrictModel):
+    """Top-level configuration of the LLM gateway."""
+
+    server: ServerConfig = Field(default=ServerConfig(), description="Listener and request limits.")
+    backends: list[BackendConfig] = Field(min_length=1, description="Upstream model servers.")
+    routes: list[RouteConfig] = Field(min_length=1, description="Public model names and where they go.")
+    aliases: list[AliasConfig] = Field(
+        default_factory=list, description="Semantic routing: one name that picks a route per request."
+    )
+    teams: list[TeamConfig] = Field(default_factory=list, description="API key holders and their limits.")
+    pricing: dict[str, PriceConfig] = Field(
+        default_factory=dict,
+        description="Prices by model; looked up by the backend's model name, then by the public name.",
+    )
+    audit: AuditConfig = Field(default=AuditConfig(), description="Where audit lines go.")
+    stream_recovery: bool = Field(
+        default=False,
+        description="Continue a chat stream broken mid-answer on another vLLM backend.",
+    )
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Self:
+        backend_names = _unique("backends", [b.name for b in self.backends])
+        route_names = _unique("routes", [r.model for r in self.routes])
+        _unique("aliases", [a.model for a in self.aliases])
+        _unique("teams", [t.name for t in self.teams])
+        _unique("teams[].key_sha256", [key for t in self.teams for key in t.key_sha256])
+        for i, route in enumerate(self.routes):
+            for j, target in enumerate(route.targets):
+                _known(f"routes[{i}].targets[{j}].backend", target.backend, backend_names)
+            for j, fallback in enumerate(route.fallbacks):
+                _known(f"routes[{i}].fallbacks[{j}]", fallback, backend_names)
+        for i, alias in enumerate(self.aliases):
+            if alias.model in route_names:
+                raise ValueError(f"aliases[{i}].model {alias.model!r} is also a route; pick another name")
+            _known(f"aliases[{i}].simple_route", alias.simple_route, route_names)
+            _known(f"aliases[{i}].complex_route", alias.complex_route, route_names)
+        if self.server.require_api_key and not self.teams:
+            raise ValueError("server.require_api_key is true but no teams are defined; add a team")
+        return self
+
+
+def _unique(where: str, names: list[str]) -> set[str]:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"{where}: {name!r} appears twice; names must be unique")
+        seen.add(name)
+    return seen
+
+
+def _known(where: str, name: str, known: set[str]) -> None:
+    if name not in known:
+        raise ValueError(f"{where}: {name!r} is not defined; known: {', '.join(sorted(known))}")
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    """Read and validate a YAML config file; raise ConfigError with one line per problem."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    return parse_config(raw, source=str(path))
+
+
+def parse_config(raw: object, source: str = "config") -> GatewayConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{source}: the top level must be a mapping with keys {sorted(GatewayConfig.model_fields)}"
+        )
+    try:
+        return GatewayConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_describe(error) for error in exc.errors()]
+        raise ConfigError(f"{source} is invalid:\n  " + "\n  ".join(lines)) from None
+
+
+def _describe(error: Any) -> str:
+    loc = error["loc"]
+    path = (
+        "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".") or "(top)"
+    )
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        return f"{path}: unknown key; accepted keys here: {', '.join(allowed)}"
+    if error["type"] == "missing":
+        return f"{path}: required key is missing"
+    return f"{path}: {message} (got {error['input']!r})"
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model found at `loc`, walking through lists, dicts and optionals."""
+    annotation: Any = GatewayConfig
+    for part in loc:
+        annotation = _model_in(annotation)
+        if isinstance(part, str) and isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            annotation = annotation.model_fields[part].annotation if part in annotation.model_fields else None
+        else:
+            args = typing.get_args(annotation)
+            annotation = args[-1] if args else None
+    model = _model_in(annotation)
+    return sorted(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _model_in(annotation: Any) -> Any:
+    # Unwrap `X | None` so that the walk reaches the model inside.
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        models = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return models[0] if len(models) == 1 else annotation
+    return annotation

@@ -1,0 +1,80 @@
+"""Prometheus metrics. The names are a contract with the monitoring dashboards: do not rename them."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+
+M = TypeVar("M", bound=MetricWrapperBase)
+
+# LLM requests span milliseconds (errors, cached answers) to minutes (long generations).
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600)
+TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
+
+
+class Metrics:
+    """One registry per gateway process (a fresh one per instance keeps in-process tests independent)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        # prometheus_client appends _total to counters: these expose llm_gateway_requests_total etc.
+        self.requests = Counter(
+            "llm_gateway_requests",
+            "Client requests answered",
+            ["team", "model", "backend", "status"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "llm_gateway_request_errors",
+            "Client requests that ended in an error, by reason",
+            ["team", "model", "backend", "reason"],
+            registry=r,
+        )
+        self.input_tokens = Counter(
+            "llm_gateway_input_tokens", "Prompt tokens", ["team", "model", "backend"], registry=r
+        )
+        self.output_tokens = Counter(
+            "llm_gateway_output_tokens", "Completion tokens", ["team", "model", "backend"], registry=r
+        )
+        self.cost = Counter("llm_gateway_cost_usd", "Cost in USD", ["team", "model", "backend"], registry=r)
+        self.duration = Histogram(
+            "llm_gateway_request_duration_seconds",
+            "Time from request to the end of the response",
+            ["model", "backend"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "llm_gateway_time_to_first_token_seconds",
+            "Time from request to the first streamed content chunk",
+            ["model", "backend"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "llm_gateway_fallbacks",
+            "Requests moved to another backend after a failure",
+            ["model", "from_backend", "to_backend"],
+            registry=r,
+        )
+        self.endpoint_healthy = Gauge(
+            "llm_gateway_endpoint_healthy",
+            "1 if the endpoint takes traffic",
+            ["backend", "endpoint"],
+            registry=r,
+        )
+        self.in_flight = Gauge("llm_gateway_requests_in_flight", "Requests being served", registry=r)
+        self.team_spend = Gauge("llm_gateway_team_spend_usd", "Month-to-date spend", ["team"], registry=r)
+        self.team_budget = Gauge("llm_gateway_team_budget_usd", "Monthly budget", ["team"], registry=r)
+        # Looking up a labelled child costs a lock and a dict lookup per call; the hot path reuses them.
+        self._children: dict[tuple[object, ...], MetricWrapperBase] = {}
+
+    def child(self, metric: M, *labels: str) -> M:
+        key = (id(metric), *labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found  # type: ignore[return-value]

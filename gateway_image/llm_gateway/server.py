@@ -1,0 +1,312 @@
+"""The HTTP server: OpenAI-compatible endpoints, probes, metrics, config reload and graceful drain."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .accounting import Ledger, cost_usd
+from .auth import TokenBucket
+from .config import ConfigError, GatewayConfig, load_config
+from .errors import GatewayError, error_response
+from .metrics import Metrics
+from .proxy import Exchange, Forwarder
+from .routing import Route
+from .runtime import Runtime
+
+# A client's own request id is reused when it is short and harmless in a log line.
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, config_path: str | Path | None = None) -> None:
+        self.config_path = config_path
+        self.metrics = Metrics()
+        self.ledger = Ledger()
+        self.buckets: dict[str, TokenBucket] = {}
+        self.runtime = Runtime(config, self.metrics, self.ledger, self.buckets)
+        self.draining = False
+        self._reload_lock = asyncio.Lock()
+        self._retired: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await self.runtime.start()
+
+    async def reload(self, config: GatewayConfig | None = None) -> bool:
+        """Swap in a new config; in-flight requests finish on the old one; False if invalid."""
+        async with self._reload_lock:
+            try:
+                if config is None:
+                    assert self.config_path is not None, "reload without a config needs the config file path"
+                    config = load_config(self.config_path)
+                runtime = Runtime(config, self.metrics, self.ledger, self.buckets)
+                await runtime.start()
+            except (ConfigError, OSError) as exc:
+                print(f"llm-gateway: reload rejected, keeping the current config: {exc}", file=sys.stderr)
+                return False
+            old, self.runtime = self.runtime, runtime
+            self._forget_gone_endpoints(old, runtime)
+            task = asyncio.create_task(old.close(drain_timeout_s=old.config.server.request_timeout_s))
+            self._retired.add(task)
+            task.add_done_callback(self._retired.discard)
+            print("llm-gateway: configuration reloaded", file=sys.stderr)
+            return True
+
+    def _forget_gone_endpoints(self, old: Runtime, new: Runtime) -> None:
+        kept = {(b.name, e.label) for b in new.backends.values() for e in b.endpoints}
+        for backend in old.backends.values():
+            for endpoint in backend.endpoints:
+                if (backend.name, endpoint.label) not in kept:
+                    backend.forget_endpoint(endpoint)
+
+    async def close(self) -> None:
+        await self.runtime.close(drain_timeout_s=self.runtime.config.server.drain_timeout_s)
+        for task in list(self._retired):
+            await task
+
+    def make_app(self) -> web.Application:
+        # The body limit is checked per request against the current config; this is only aiohttp's hard cap.
+        app = web.Application(
+            client_max_size=max(self.runtime.config.server.max_body_bytes, 64 * 1024 * 1024)
+        )
+        app.router.add_post("/v1/chat/completions", self.chat_completions)
+        app.router.add_post("/v1/completions", self.completions)
+        app.router.add_post("/v1/embeddings", self.embeddings)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/metrics", self.metrics_page)
+        app.router.add_route("*", "/v1/{tail:.*}", self.unknown_path)
+        return app
+
+    # ---- OpenAI endpoints
+
+    async def chat_completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._proxy(request, "/chat/completions", "messages")
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._proxy(request, "/completions", "prompt")
+
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        return await self._proxy(request, "/embeddings", "input")
+
+    async def models(self, request: web.Request) -> web.StreamResponse:
+        runtime = self.runtime
+        request_id = _request_id(request)
+        try:
+            runtime.teams.authenticate(request.headers.get("Authorization"))
+        except GatewayError as error:
+            return error_response(error, request_id)
+        return web.Response(
+            body=runtime.models_body, content_type="application/json", headers={"x-request-id": request_id}
+        )
+
+    async def unknown_path(self, request: web.Request) -> web.StreamResponse:
+        error = GatewayError(
+            404, f"Unknown endpoint {request.method} {request.path}.", "not_found", code="unknown_url"
+        )
+        return error_response(error, _request_id(request))
+
+    async def _proxy(self, request: web.Request, path: str, content_key: str) -> web.StreamResponse:
+        runtime = self.runtime  # this request finishes on this config even if a reload happens meanwhile
+        exchange = Exchange(_request_id(request), time.perf_counter())
+        runtime.in_flight += 1
+        self.metrics.in_flight.inc()
+        body: dict[str, Any] | None = None
+        try:
+            exchange.team = runtime.teams.authenticate(request.headers.get("Authorization"))
+            runtime.teams.check_limits(exchange.team)
+            raw_body, body = await _read_body(request, runtime.config.server.max_body_bytes)
+            model = body.get("model")
+            if not isinstance(model, str) or not model:
+                raise GatewayError(400, "'model' must be a non-empty string.", "bad_request", param="model")
+            exchange.model = model
+            _check_fields(body, content_key)
+            exchange.stream = stream = content_key != "input" and body.get("stream") is True
+            route = await self._route(runtime, model, body)
+            forwarder = Forwarder(request, runtime, exchange, path, body, raw_body, stream)
+            return await forwarder.run(route)
+        except GatewayError as error:
+            exchange.status = error.status
+            exchange.reason = error.reason
+            return error_response(error, exchange.request_id)
+        finally:
+            runtime.in_flight -= 1
+            self.metrics.in_flight.dec()
+            self._finish(runtime, exchange, body)
+
+    async def _route(self, runtime: Runtime, model: str, body: dict[str, Any]) -> Route:
+        route = runtime.routes.get(model)
+        if route is not None:
+            return route
+        alias = runtime.aliases.get(model)
+        if alias is not None:
+            return await alias.route_for(body)
+        known = ", ".join([*runtime.routes, *runtime.aliases])
+        raise GatewayError(
+            404, f"The model {model!r} does not exist. Available: {known}.", "model_not_found", param="model"
+        )
+
+    def _finish(self, runtime: Runtime, exchange: Exchange, body: dict[str, Any] | None) -> None:
+        """Account, count and audit one finished request."""
+        metrics = self.metrics
+        latency = time.perf_counter() - exchange.started
+        labels = (exchange.team, exchange.model, exchange.backend)
+        status = exchange.status
+        metrics.child(metrics.requests, *labels, str(status)).inc()
+        if status >= 400 and exchange.reason is None:
+            exchange.reason = "upstream_error"
+        if exchange.reason is not None:
+            metrics.child(metrics.errors, *labels, exchange.reason).inc()
+        if exchange.prompt_tokens or exchange.completion_tokens:
+            backend = runtime.backends.get(exchange.backend)
+            price = runtime.price(backend, exchange.model) if backend is not None else None
+            exchange.cost_usd = cost_usd(price, exchange.prompt_tokens, exchange.completion_tokens)
+            metrics.child(metrics.input_tokens, *labels).inc(exchange.prompt_tokens)
+            metrics.child(metrics.output_tokens, *labels).inc(exchange.completion_tokens)
+            if exchange.cost_usd:
+                metrics.child(metrics.cost, *labels).inc(exchange.cost_usd)
+            usage = self.ledger.record(
+                exchange.team, exchange.prompt_tokens + exchange.completion_tokens, exchange.cost_usd
+            )
+            metrics.child(metrics.team_spend, exchange.team).set(usage.spend_usd)
+        if exchange.backend != "none":
+            metrics.child(metrics.duration, exchange.model, exchange.backend).observe(latency)
+            if exchange.ttft_s is not None:
+                metrics.child(metrics.ttft, exchange.model, exchange.backend).observe(exchange.ttft_s)
+        record: dict[str, Any] = {
+            "time": time.time(),
+            "request_id": exchange.request_id,
+            "team": exchange.team,
+            "model": exchange.model,
+            "backend": exchange.backend,
+            "endpoint": exchange.endpoint,
+            "attempts": exchange.attempts,
+            "status": status,
+            "error": exchange.reason,
+            "stream": exchange.stream,
+            "prompt_tokens": exchange.prompt_tokens,
+            "completion_tokens": exchange.completion_tokens,
+            "cost_usd": exchange.cost_usd,
+            "latency_s": round(latency, 6),
+            "ttft_s": None if exchange.ttft_s is None else round(exchange.ttft_s, 6),
+        }
+        if runtime.config.audit.include_prompts and body is not None:
+            record["request"] = body
+        runtime.audit.write(record)
+
+    # ---- probes and metrics
+
+    async def healthz(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(text="ok")
+
+    async def readyz(self, request: web.Request) -> web.StreamResponse:
+        if self.draining:
+            return web.Response(status=503, text="draining")
+        if not self.runtime.ready():
+            return web.Response(status=503, text="no healthy upstream endpoint")
+        return web.Response(text="ready")
+
+    async def metrics_page(self, request: web.Request) -> web.StreamResponse:
+        # Month-to-date spend must read 0 after a month change even for teams with no request yet.
+        for team in self.runtime.config.teams:
+            self.metrics.child(self.metrics.team_spend, team.name).set(self.ledger.usage(team.name).spend_usd)
+        return web.Response(
+            body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+
+def _request_id(request: web.Request) -> str:
+    given = request.headers.get("x-request-id")
+    if given and REQUEST_ID.match(given):
+        return given
+    return uuid.uuid4().hex
+
+
+async def _read_body(request: web.Request, limit: int) -> tuple[bytes, dict[str, Any]]:
+    content_type = request.headers.get("Content-Type")
+    if content_type and "json" not in content_type.lower():
+        raise GatewayError(
+            415,
+            f"Content-Type must be application/json, not {content_type!r}.",
+            "bad_request",
+            code="unsupported_media_type",
+        )
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise _too_large(limit) from exc
+    if len(raw) > limit:
+        raise _too_large(limit)
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise GatewayError(400, f"The request body is not valid JSON: {exc}.", "bad_request") from exc
+    if not isinstance(body, dict):
+        raise GatewayError(400, "The request body must be a JSON object.", "bad_request")
+    return raw, body
+
+
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError(
+        413,
+        f"The request body is larger than the limit of {limit} bytes.",
+        "bad_request",
+        code="body_too_large",
+    )
+
+
+def _check_fields(body: dict[str, Any], content_key: str) -> None:
+    """The few checks the gateway needs itself; the model server validates the rest."""
+    content = body.get(content_key)
+    if content_key == "messages":
+        if not isinstance(content, list) or not content or not all(isinstance(m, dict) for m in content):
+            raise GatewayError(
+                400,
+                "'messages' must be a non-empty list of message objects.",
+                "bad_request",
+                param="messages",
+            )
+    elif not isinstance(content, str | list):
+        raise GatewayError(
+            400, f"'{content_key}' must be a string or a list.", "bad_request", param=content_key
+        )
+    stream = body.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        raise GatewayError(400, "'stream' must be true or false.", "bad_request", param="stream")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise GatewayError(400, "'stream_options' must be an object.", "bad_request", param="stream_options")
+
+
+async def start_server(gateway: Gateway, host: str, port: int) -> web.AppRunner:
+    """Start the gateway's health checks and its HTTP listener; the caller owns the returned runner."""
+    await gateway.start()
+    runner = web.AppRunner(
+        gateway.make_app(),
+        access_log=None,  # the audit line is the only per-request log
+        handle_signals=False,
+        shutdown_timeout=gateway.runtime.config.server.drain_timeout_s,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
+    await site.start()
+    return runner
+
+
+async def stop_server(gateway: Gateway, runner: web.AppRunner) -> None:
+    """Stop listening, let in-flight requests finish (up to drain_timeout_s), then close upstream pools."""
+    gateway.draining = True
+    await runner.cleanup()
+    await gateway.close()

@@ -1,0 +1,193 @@
+"""Routing through the real gateway with the official openai client: split, balancing, failover, health."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+
+import httpx
+import openai
+import pytest
+from conftest import Harness, async_client, backend, client
+
+pytestmark = pytest.mark.network
+
+
+def test_chat_completion_and_model_rewrite(harness: Harness) -> None:
+    upstream = harness.upstream("a")
+    _, url = harness.gateway(
+        {
+            "backends": [backend("vllm-a", upstream, model="meta-llama/Llama-3.1-8B-Instruct")],
+            "routes": [{"model": "llama", "targets": [{"backend": "vllm-a"}]}],
+        }
+    )
+    reply = client(url).chat.completions.create(model="llama", messages=[{"role": "user", "content": "hi"}])
+    assert reply.choices[0].message.content == upstream.behaviour.answer
+    assert reply.usage is not None and reply.usage.completion_tokens == 13
+    # The backend saw the model name it expects, and never the client's key.
+    assert upstream.requests[-1]["model"] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert "sk-team" not in json.dumps(upstream.headers[-1])
+    models = client(url).models.list()
+    assert [m.id for m in models.data] == ["llama"]
+
+
+def test_completions_and_embeddings(harness: Harness) -> None:
+    upstream = harness.upstream("a")
+    _, url = harness.gateway(
+        {
+            "backends": [backend("vllm-a", upstream)],
+            "routes": [{"model": "llama", "targets": [{"backend": "vllm-a"}]}],
+        }
+    )
+    completion = client(url).completions.create(model="llama", prompt="once upon a time")
+    assert completion.choices[0].text == upstream.behaviour.answer
+    embedding = client(url).embeddings.create(model="llama", input=["a b", "c"])
+    assert len(embedding.data) == 2 and embedding.usage.prompt_tokens == 3
+
+
+def test_weighted_split_follows_weights(harness: Harness) -> None:
+    vllm, cloud = harness.upstream("vllm"), harness.upstream("cloud")
+    _, url = harness.gateway(
+        {
+            "backends": [backend("vllm", vllm), backend("cloud", cloud, kind="openai")],
+            "routes": [
+                {"model": "llama", "targets": [{"backend": "vllm", "weight": 80}, {"backend": "cloud", "weight": 20}]}
+            ],
+        }
+    )
+
+    async def send_all() -> None:
+        async with async_client(url) as c:
+            for _ in range(8):
+                await asyncio.gather(
+                    *(
+                        c.chat.completions.create(model="llama", messages=[{"role": "user", "content": "x"}])
+                        for _ in range(50)
+                    )
+                )
+
+    asyncio.run(send_all())
+    assert len(vllm.requests) + len(cloud.requests) == 400
+    share = len(vllm.requests) / 400
+    assert 0.73 <= share <= 0.87, share
+
+
+def test_least_outstanding_spreads_concurrent_slow_requests(harness: Harness) -> None:
+    ups = [harness.upstream(f"u{i}", latency_s=0.4) for i in range(3)]
+    _, url = harness.gateway(
+        {"backends": [backend("pool", *ups)], "routes": [{"model": "llama", "targets": [{"backend": "pool"}]}]}
+    )
+
+    async def burst() -> None:
+        async with async_client(url) as c:
+            await asyncio.gather(
+                *(
+                    c.chat.completions.create(model="llama", messages=[{"role": "user", "content": "x"}])
+                    for _ in range(9)
+                )
+            )
+
+    asyncio.run(burst())
+    # Nine requests in flight together over three endpoints: least-outstanding gives each exactly three.
+    assert [len(u.requests) for u in ups] == [3, 3, 3]
+    assert [u.max_in_flight for u in ups] == [3, 3, 3]
+
+
+def test_killed_endpoint_fails_over_and_is_ejected(harness: Harness) -> None:
+    first, second = harness.upstream("first"), harness.upstream("second")
+    _, url = harness.gateway(
+        {
+            "backends": [
+                backend("pool", first, second, health={"interval_s": 0.2, "failures_to_eject": 2, "cooldown_s": 30})
+            ],
+            "routes": [{"model": "llama", "targets": [{"backend": "pool"}]}],
+        }
+    )
+    c = client(url)
+    for _ in range(10):
+        c.chat.completions.create(model="llama", messages=[{"role": "user", "content": "x"}])
+    assert first.requests and second.requests
+    harness.stop_upstream(first)
+    before = len(first.requests)
+    # No request fails: a refused connection moves to the other endpoint of the same backend.
+    for _ in range(30):
+        c.chat.completions.create(model="llama", messages=[{"role": "user", "content": "x"}])
+    assert len(first.requests) == before
+    metrics = httpx.get(url + "/metrics").text
+    assert f'llm_gateway_endpoint_healthy{{backend="pool",endpoint="127.0.0.1:{first.port}"}} 0.0' in metrics
+    assert f'llm_gateway_endpoint_healthy{{backend="pool",endpoint="127.0.0.1:{second.port}"}} 1.0' in metrics
+    assert httpx.get(url + "/readyz").status_code == 200
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_failing_backend_falls_back(harness: Harness, status: int) -> None:
+    broken = harness.upstream("broken", status=status)
+    spare = harness.upstream("spare")
+    _, url = harness.gateway(
+        {
+            "backends": [backend("primary", broken), backend("spare", spare, kind="openai")],
+            "routes": [{"model": "llama", "targets": [{"backend": "primary"}], "fallbacks": ["spare"]}],
+        }
+    )
+    reply = client(url).chat.completions.create(model="llama", messages=[{"role": "user", "content": "x"}])
+    assert reply.choices[0].message.content == spare.behaviour.answer
+    assert len(broken.requests) == 1 and len(spare.requests) == 1
+    metrics = httpx.get(url + "/metrics").text
+    assert 'llm_gateway_fallbacks_total{from_backend="primary",model="llama",to_backend="spare"} 1.0' in metrics
+
+
+def test_all_backends_failing_gives_openai_error(harness: Harness) -> None:
+    broken = harness.upstream("broken", status=503, retry_after="7")
+    _, url = harness.gateway(
+        {"backends": [backend("primary", broken)], "routes": [{"model": "llama", "targets": [{"backend": "primary"}]}]}
+    )
+    with pytest.raises(openai.APIStatusError) as caught:
+        client(url).chat.completions.create(model="llama", messages=[{"role": "user", "content": "x"}])
+    assert caught.value.status_code == 503
+    body = caught.value.response.json()["error"]
+    assert "Upstream answered 503" in body["message"]
+    assert body["request_id"] == caught.value.response.headers["x-request-id"]
+    assert caught.value.response.headers["Retry-After"] == "7"
+
+
+def test_slow_upstream_hits_the_deadline(harness: Harness) -> None:
+    slow = harness.upstream("slow", latency_s=3)
+    _, url = harness.gateway(
+        {
+            "server": {"request_timeout_s": 0.3},
+            "backends": [backend("slow", slow)],
+            "routes": [{"model": "llama", "targets": [{"backend": "slow"}]}],
+        }
+    )
+    with pytest.raises(openai.APIStatusError) as caught:
+        client(url).chat.completions.create(model="llama", messages=[{"role": "user", "content": "x"}])
+    assert caught.value.status_code == 504
+    assert "deadline of 0.3 s" in caught.value.response.json()["error"]["message"]
+    audit = [json.loads(line) for line in harness.audit_path.read_text().splitlines()]
+    assert audit[-1]["status"] == 504 and audit[-1]["error"] == "timeout"
+
+
+def test_dns_backend_resolves_and_balances(harness: Harness) -> None:
+    upstream = harness.upstream("dns")
+    gateway, url = harness.gateway(
+        {
+            "backends": [
+                {
+                    "name": "vllm-dns",
+                    "kind": "vllm",
+                    "dns": {"host": "localhost", "port": upstream.port, "refresh_s": 0.2},
+                    "health": {"interval_s": 0},
+                }
+            ],
+            "routes": [{"model": "llama", "targets": [{"backend": "vllm-dns"}]}],
+        }
+    )
+    endpoints = [e.base_url for e in gateway.runtime.backends["vllm-dns"].endpoints]
+    assert f"http://127.0.0.1:{upstream.port}/v1" in endpoints
+    c = client(url)
+    # localhost may also resolve to ::1, where nothing listens: those attempts move to 127.0.0.1.
+    for _ in range(6):
+        c.chat.completions.create(model="llama", messages=[{"role": "user", "content": "x"}])
+    assert len(upstream.requests) == 6
+    assert Counter(r["model"] for r in upstream.requests) == {"llama": 6}
