@@ -352,12 +352,18 @@ class GatewayConfig(Strict):
 
 
 class AlertThresholds(Strict):
+    """When the PrometheusRule alerts fire (components/alerts.py); each alert's runbook is in docs/runbooks.md."""
+
     requests_waiting: int = Field(default=10, ge=1, description="Waiting requests per pod that alert.")
     requests_waiting_for_minutes: int = Field(default=5, ge=1)
     kv_cache_usage_ratio: float = Field(default=0.9, gt=0, le=1)
+    kv_cache_for_minutes: int = Field(default=10, ge=1, description="How long the KV cache must stay that full.")
     gateway_error_ratio: float = Field(default=0.05, gt=0, le=1)
     fallback_ratio: float = Field(default=0.1, gt=0, le=1)
     team_budget_ratio: float = Field(default=0.8, gt=0, le=1)
+    pod_not_ready_minutes: int = Field(
+        default=10, ge=1, description="vLLM start-up (weights download, compile) may legitimately take minutes."
+    )
 
 
 class MonitoringConfig(Strict):
@@ -365,7 +371,17 @@ class MonitoringConfig(Strict):
     light: bool = Field(default=False, description="A laptop-sized stack (local): no alertmanager, no PVCs.")
     retention: str = Field(default="15d", pattern=r"^[0-9]+(h|d|w)$")
     storage_gib: int | None = Field(default=None, ge=1, le=4000, description="None = no persistent volume.")
+    storage_class: str = Field(default="gp3", min_length=1, description="StorageClass of Prometheus' volume.")
+    scrape_interval: str = Field(
+        default="15s", pattern=r"^[0-9]+s$", description="How often vLLM, gateway and DCGM are scraped."
+    )
     alerts: AlertThresholds = Field(default_factory=AlertThresholds)
+
+    @model_validator(mode="after")
+    def _light(self) -> MonitoringConfig:
+        if self.light and self.storage_gib is not None:
+            raise ValueError("`light` monitoring keeps no persistent volume: remove `storage_gib` or `light`")
+        return self
 
 
 class PlatformConfig(Strict):
