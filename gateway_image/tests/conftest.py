@@ -15,7 +15,6 @@ import pytest
 import uvloop
 from aiohttp import web
 from fake_upstream import Behaviour, FakeUpstream
-
 from llm_gateway.config import parse_config
 from llm_gateway.server import Gateway, start_server, stop_server
 
@@ -138,3 +137,15 @@ def harness(servers: LoopThread, tmp_path: Path) -> Iterator[Harness]:
         yield h
     finally:
         h.close()
+
+
+def metric(base_url: str, name: str, **labels: str) -> float | None:
+    """The value of one sample on the gateway's /metrics page, or None if absent."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(httpx.get(base_url + "/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return None

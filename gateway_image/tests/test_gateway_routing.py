@@ -9,7 +9,7 @@ from collections import Counter
 import httpx
 import openai
 import pytest
-from conftest import Harness, async_client, backend, client
+from conftest import Harness, async_client, backend, client, metric
 
 pytestmark = pytest.mark.network
 
@@ -114,9 +114,8 @@ def test_killed_endpoint_fails_over_and_is_ejected(harness: Harness) -> None:
     for _ in range(30):
         c.chat.completions.create(model="llama", messages=[{"role": "user", "content": "x"}])
     assert len(first.requests) == before
-    metrics = httpx.get(url + "/metrics").text
-    assert f'llm_gateway_endpoint_healthy{{backend="pool",endpoint="127.0.0.1:{first.port}"}} 0.0' in metrics
-    assert f'llm_gateway_endpoint_healthy{{backend="pool",endpoint="127.0.0.1:{second.port}"}} 1.0' in metrics
+    assert metric(url, "llm_gateway_endpoint_healthy", backend="pool", endpoint=f"127.0.0.1:{first.port}") == 0
+    assert metric(url, "llm_gateway_endpoint_healthy", backend="pool", endpoint=f"127.0.0.1:{second.port}") == 1
     assert httpx.get(url + "/readyz").status_code == 200
 
 
@@ -133,8 +132,8 @@ def test_failing_backend_falls_back(harness: Harness, status: int) -> None:
     reply = client(url).chat.completions.create(model="llama", messages=[{"role": "user", "content": "x"}])
     assert reply.choices[0].message.content == spare.behaviour.answer
     assert len(broken.requests) == 1 and len(spare.requests) == 1
-    metrics = httpx.get(url + "/metrics").text
-    assert 'llm_gateway_fallbacks_total{from_backend="primary",model="llama",to_backend="spare"} 1.0' in metrics
+    fallbacks = metric(url, "llm_gateway_fallbacks_total", model="llama", from_backend="primary", to_backend="spare")
+    assert fallbacks == 1
 
 
 def test_all_backends_failing_gives_openai_error(harness: Harness) -> None:
