@@ -26,14 +26,27 @@ Quantization = Literal["none", "awq", "gptq", "fp8"]
 Dtype = Literal["auto", "float16", "bfloat16", "float32"]
 KvCacheDtype = Literal["auto", "fp8"]
 CapacityType = Literal["ON_DEMAND", "SPOT"]
+Engine = Literal["v1", "v0"]
 
 GIB = 1024**3
 MIB = 1024**2
 # vLLM's default KV-cache block size on CUDA (CacheConfig.block_size); capacity is a whole number of blocks.
 BLOCK_SIZE = 16
-# Memory the profiler counts outside PyTorch's allocator (cuBLAS/NCCL workspaces, CUDA context growth):
-# vLLM logs "non_torch_memory takes 0.05-0.43GiB" across the deployments in tests/test_capacity.py.
+# Memory the profiler counts outside PyTorch's allocator (cuBLAS workspaces, CUDA context growth): vLLM logs
+# "non_torch_memory takes 0.05-0.43GiB" / "0.13 GiB for non-torch memory" with one GPU in the deployments
+# of tests/test_capacity.py; we budget the upper middle.
 NON_TORCH_BYTES = int(0.3 * GIB)
+# Tensor parallelism adds NCCL and custom all-reduce buffers outside PyTorch: the same llm-d H100 runs log
+# 0.13 GiB non-torch at TP=1 and 0.54-0.55 GiB at TP=2.
+TENSOR_PARALLEL_NON_TORCH_BYTES = int(0.25 * GIB)
+# vLLM V1 profiles the sampler with max_num_seqs rows of float32 logits over the full vocabulary (every TP
+# rank holds the gathered logits) and keeps several working copies (softmax, sort values and int64 indices
+# for top-k/top-p, logprobs): its logged activation peak is 4.76 GiB for 1024 x 128256 logits (Llama) and
+# 5.56-5.64 GiB for 1024 x 151936 (Qwen3) on H100 (llm-d/llm-d-benchmark
+# config_explorer/empirical-vllm-memory-results.md), i.e. ~39 bytes per logit.
+V1_SAMPLER_BYTES_PER_LOGIT = 39
+# The V0 engine (vLLM < 0.10) sampled only the logits it needed: one float32 copy and one working copy.
+V0_SAMPLER_BYTES_PER_LOGIT = 8
 # Bytes per stored weight for 4-bit AWQ/GPTQ with group size 128: 4 bits, plus one fp16 scale and one
 # 4-bit zero point per group of 128.
 _INT4_GROUP128_BYTES = 0.5 + 2.5 / 128
@@ -111,7 +124,7 @@ def _capability(value: int) -> str:
 def default_max_num_batched_tokens(instance: InstanceType) -> int:
     """vLLM's default for `vllm serve` (EngineArgs batch defaults, vllm/engine/arg_utils.py): 8192 tokens
     per step on GPUs with at least 70 GiB that are not A100s, otherwise 2048."""
-    big = instance.gpu_memory_gib >= 70 and instance.gpu_model != "A100-40GB"
+    big = instance.gpu_memory_gib >= 70 and not (instance.gpu_model or "").startswith("A100")
     return 8192 if big else 2048
 
 
@@ -121,6 +134,7 @@ def activation_peak_bytes(
     max_num_batched_tokens: int,
     max_num_seqs: int,
     dtype_bytes: int,
+    engine: Engine = "v1",
 ) -> int:
     """Peak PyTorch memory above the weights during vLLM's profiling run, per GPU.
 
@@ -128,13 +142,14 @@ def activation_peak_bytes(
     rows of logits; the larger of the two sets the peak. In the forward pass the MLP dominates: gate and up
     projections (2 x intermediate / TP) plus the activated product (1 x intermediate / TP), beside a few
     hidden-size tensors (residual, norm output, attention output). For MoE the fused kernel keeps those
-    per routed expert (top-k). Logits are float32, with one working copy for softmax/top-p.
+    per routed expert (top-k). The sampler term is calibrated per engine generation (see the constants).
     """
     mlp_width = model.intermediate_size * model.num_experts_per_tok / tensor_parallel_size
     hidden_tensors = 3 + model.num_experts_per_tok
     per_token = dtype_bytes * (3 * mlp_width + hidden_tensors * model.hidden_size)
     forward = int(max_num_batched_tokens * per_token)
-    sampler = max_num_seqs * model.vocab_size * 4 * 2
+    per_logit = V1_SAMPLER_BYTES_PER_LOGIT if engine == "v1" else V0_SAMPLER_BYTES_PER_LOGIT
+    sampler = max_num_seqs * model.vocab_size * per_logit
     return max(forward, sampler)
 
 
@@ -231,11 +246,13 @@ def plan_capacity(
     replicas: int = 1,
     node_group_max_size: int = 1,
     capacity_type: CapacityType = "ON_DEMAND",
+    engine: Engine = "v1",
 ) -> CapacityPlan:
     """Plan one vLLM model on one instance type. Never raises for a bad fit: it lists `problems`.
 
     `model` is a ModelArchitecture or a catalog key / HF repo id; `instance_type` an InstanceType or a
-    catalog name. `max_num_batched_tokens` defaults to what `vllm serve` picks for that GPU.
+    catalog name. `max_num_batched_tokens` defaults to what `vllm serve` picks for that GPU. `engine` is
+    "v1" (every vLLM since 0.10, what the platform runs); "v0" only replays logs of older releases.
     """
     if isinstance(model, str):
         model = lookup_model(model)
@@ -263,11 +280,10 @@ def plan_capacity(
         )
 
     weights = _weight_bytes_per_gpu(model, quantization, dtype_bytes, tp)
-    kv_per_token = (
-        2 * model.num_hidden_layers * _kv_heads_per_gpu(model, tp) * model.resolved_head_dim * kv_bytes
-    )
-    activation = activation_peak_bytes(model, tp, batched, max_num_seqs, dtype_bytes)
-    overhead = NON_TORCH_BYTES + activation
+    kv_per_token = 2 * model.num_hidden_layers * _kv_heads_per_gpu(model, tp) * model.resolved_head_dim * kv_bytes
+    activation = activation_peak_bytes(model, tp, batched, max_num_seqs, dtype_bytes, engine)
+    non_torch = NON_TORCH_BYTES + (TENSOR_PARALLEL_NON_TORCH_BYTES if tp > 1 else 0)
+    overhead = non_torch + activation
     total_memory = instance.gpu_memory_gib * GIB
     budget = total_memory * gpu_memory_utilization
     kv_memory = int(budget - weights - overhead)

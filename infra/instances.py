@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-GpuModel = Literal["T4", "A10G", "L4", "L40S", "A100-40GB", "H100-80GB"]
+GpuModel = Literal["T4", "A10G", "L4", "L40S", "A100-40GB", "A100-80GB", "H100-80GB"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,9 @@ GPU_SPECS: dict[GpuModel, GpuSpec] = {
     "L40S": GpuSpec("L40S", 44.39, 8.9),
     # vLLM log on 4x A100-40GB: "total_gpu_memory (39.38GiB)" — vllm-project/vllm#16570.
     "A100-40GB": GpuSpec("A100-40GB", 39.38, 8.0),
+    # vLLM logs on A100 80GB (nvidia-smi 81920 MiB) report "total_gpu_memory" of 79.15-79.33 GiB. No catalog
+    # row uses it yet (p4de.24xlarge would); kept for custom instance types and the planner's checks.
+    "A100-80GB": GpuSpec("A100-80GB", 79.15, 8.0),
     # vLLM logs on H100 80GB HBM3 (nvidia-smi 81559 MiB): "total_gpu_memory (79.11GiB)".
     "H100-80GB": GpuSpec("H100-80GB", 79.11, 9.0),
 }
@@ -75,9 +78,7 @@ class InstanceType:
         return self.gpu.compute_capability if self.gpu else None
 
 
-def _gpu(
-    name: str, vcpus: int, mem: float, gpu: GpuModel, count: int, nvme: int, price: float
-) -> InstanceType:
+def _gpu(name: str, vcpus: int, mem: float, gpu: GpuModel, count: int, nvme: int, price: float) -> InstanceType:
     return InstanceType(name, vcpus, mem, GPU_SPECS[gpu], count, nvme, price)
 
 
