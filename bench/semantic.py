@@ -49,9 +49,7 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def measure(
-    scorer: RuleScorer | EmbeddingScorer, data: list[tuple[str, dict[str, Any]]], passes: int
-) -> dict:
+def measure(scorer: RuleScorer | EmbeddingScorer, data: list[tuple[str, dict[str, Any]]], passes: int) -> dict:
     scores = [scorer.score(body) for _, body in data]  # also warms caches and lazy initialisation
     timings_s = []
     for _ in range(passes):
@@ -63,12 +61,8 @@ def measure(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--threshold", type=float, default=0.5, help="score at or above which a request is complex"
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threshold", type=float, default=0.5, help="score at or above which a request is complex")
     args = parser.parse_args()
 
     data = load_labelled()
@@ -76,15 +70,11 @@ def main() -> None:
     simple, complex_ = truth.count("simple"), truth.count("complex")
     print(f"labelled set: {len(data)} requests ({simple} simple, {complex_} complex)")
 
-    scorers: list[tuple[str, RuleScorer | EmbeddingScorer, int, float, str]] = [
-        ("rules", RuleScorer(), 50, 1e6, "µs")
-    ]
+    scorers: list[tuple[str, RuleScorer | EmbeddingScorer, int, float, str]] = [("rules", RuleScorer(), 50, 1e6, "µs")]
     try:
         start = time.perf_counter()
         embedding = EmbeddingScorer()
-        print(
-            f"embedding scorer built in {time.perf_counter() - start:.1f} s (model load + example embeddings)"
-        )
+        print(f"embedding scorer built in {time.perf_counter() - start:.1f} s (model load + example embeddings)")
         scorers.append(("embedding", embedding, 3, 1e3, "ms"))
     except RuntimeError as error:
         print(f"embedding scorer skipped: {error}")
@@ -96,9 +86,7 @@ def main() -> None:
         q = quality(predicted, truth)
         p50 = f"{result['p50_s'] * scale:.1f} {unit}"
         p99 = f"{result['p99_s'] * scale:.1f} {unit}"
-        print(
-            f"{name:<10} {q['accuracy']:>8.3f} {q['precision']:>8.3f} {q['recall']:>8.3f} {p50:>10} {p99:>10}"
-        )
+        print(f"{name:<10} {q['accuracy']:>8.3f} {q['precision']:>8.3f} {q['recall']:>8.3f} {p50:>10} {p99:>10}")
 
 
 if __name__ == "__main__":

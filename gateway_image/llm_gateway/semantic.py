@@ -63,9 +63,7 @@ class RuleWeights(BaseModel):
     response_format: float = Field(0.25, ge=0, le=1, description="A json_schema/json_object response_format.")
     complex_keyword: float = Field(0.25, ge=0, le=1, description="Per distinct complex keyword found.")
     complex_keyword_cap: float = Field(0.5, ge=0, le=1, description="Most that complex keywords add.")
-    simple_keyword: float = Field(
-        0.25, ge=0, le=1, description="Subtracted per distinct simple keyword found."
-    )
+    simple_keyword: float = Field(0.25, ge=0, le=1, description="Subtracted per distinct simple keyword found.")
     simple_keyword_cap: float = Field(0.25, ge=0, le=1, description="Most that simple keywords subtract.")
 
 
@@ -270,9 +268,7 @@ class EmbeddingScorer:
         return 1.0 / (1.0 + math.exp(-margin))
 
 
-def make_scorer(
-    kind: Literal["rules", "embedding"] | str, options: dict[str, Any]
-) -> RuleScorer | EmbeddingScorer:
+def make_scorer(kind: Literal["rules", "embedding"] | str, options: dict[str, Any]) -> RuleScorer | EmbeddingScorer:
     """A scorer from an alias's config: "rules" takes `RuleOptions` fields, "embedding" `EmbeddingOptions`."""
     if kind == "rules":
         return RuleScorer(options)

