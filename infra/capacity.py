@@ -39,11 +39,12 @@ NON_TORCH_BYTES = int(0.3 * GIB)
 # Tensor parallelism adds NCCL and custom all-reduce buffers outside PyTorch: the same llm-d H100 runs log
 # 0.13 GiB non-torch at TP=1 and 0.54-0.55 GiB at TP=2.
 TENSOR_PARALLEL_NON_TORCH_BYTES = int(0.25 * GIB)
-# vLLM V1 profiles the sampler with max_num_seqs rows of float32 logits over the full vocabulary (every TP
-# rank holds the gathered logits) and keeps several working copies (softmax, sort values and int64 indices
-# for top-k/top-p, logprobs): its logged activation peak is 4.76 GiB for 1024 x 128256 logits (Llama) and
-# 5.56-5.64 GiB for 1024 x 151936 (Qwen3) on H100 (llm-d/llm-d-benchmark
-# config_explorer/empirical-vllm-memory-results.md), i.e. ~39 bytes per logit.
+# vLLM V1 profiles the sampler with max_num_seqs rows of float32 logits over the full vocabulary
+# (vllm/v1/worker/gpu_model_runner.py: profile_run -> _dummy_run(max_num_tokens) -> _dummy_sampler_run over
+# max_num_reqs rows; every TP rank holds the gathered logits) and keeps several working copies (softmax,
+# sort values and int64 indices for top-k/top-p, logprobs). Its logged activation peak is 4.76 GiB for
+# 1024 x 128256 logits (Llama) and 5.56-5.64 GiB for 1024 x 151936 (Qwen3) on H100, whatever the model size
+# (llm-d/llm-d-benchmark config_explorer/empirical-vllm-memory-results.md): ~39 bytes per logit.
 V1_SAMPLER_BYTES_PER_LOGIT = 39
 # The V0 engine (vLLM < 0.10) sampled only the logits it needed: one float32 copy and one working copy.
 V0_SAMPLER_BYTES_PER_LOGIT = 8
@@ -122,8 +123,9 @@ def _capability(value: int) -> str:
 
 
 def default_max_num_batched_tokens(instance: InstanceType) -> int:
-    """vLLM's default for `vllm serve` (EngineArgs batch defaults, vllm/engine/arg_utils.py): 8192 tokens
-    per step on GPUs with at least 70 GiB that are not A100s, otherwise 2048."""
+    """vLLM's default for `vllm serve` (EngineArgs.get_batch_defaults, vllm/engine/arg_utils.py): 8192
+    tokens per step on GPUs with at least 70 GiB that are not A100s ("a100" not in the device name),
+    otherwise 2048."""
     big = instance.gpu_memory_gib >= 70 and not (instance.gpu_model or "").startswith("A100")
     return 8192 if big else 2048
 
