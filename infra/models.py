@@ -16,22 +16,16 @@ class ModelArchitecture(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     hf_repo_id: str | None = Field(default=None, description="Hugging Face repo id the figures come from.")
-    parameters_billion: float = Field(
-        gt=0, description="Total parameters, in billions (all experts for MoE)."
-    )
+    parameters_billion: float = Field(gt=0, description="Total parameters, in billions (all experts for MoE).")
     hidden_size: int = Field(gt=0)
     num_hidden_layers: int = Field(gt=0)
     num_attention_heads: int = Field(gt=0)
     num_key_value_heads: int = Field(gt=0, description="KV heads (GQA); equal to attention heads for MHA.")
-    head_dim: int | None = Field(
-        default=None, gt=0, description="Default: hidden_size / num_attention_heads."
-    )
+    head_dim: int | None = Field(default=None, gt=0, description="Default: hidden_size / num_attention_heads.")
     vocab_size: int = Field(gt=0)
     intermediate_size: int = Field(gt=0, description="MLP width (per expert for MoE).")
     num_experts: int = Field(default=1, ge=1, description="Experts per MoE layer; 1 for a dense model.")
-    num_experts_per_tok: int = Field(
-        default=1, ge=1, description="Experts each token is routed to (MoE top-k)."
-    )
+    num_experts_per_tok: int = Field(default=1, ge=1, description="Experts each token is routed to (MoE top-k).")
     max_position_embeddings: int = Field(gt=0)
     tie_word_embeddings: bool = Field(default=False, description="lm_head shares the embedding matrix.")
 
