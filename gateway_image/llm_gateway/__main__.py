@@ -37,9 +37,7 @@ async def serve(config_path: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="llm-gateway", description=__doc__)
-    parser.add_argument(
-        "--config", required=True, help="YAML config file (see llm_gateway.config.GatewayConfig)"
-    )
+    parser.add_argument("--config", required=True, help="YAML config file (see llm_gateway.config.GatewayConfig)")
     parser.add_argument("--check", action="store_true", help="validate the config file and exit")
     args = parser.parse_args(argv)
     try:

@@ -11,9 +11,7 @@ from .config import PriceConfig
 def cost_usd(price: PriceConfig | None, prompt_tokens: int, completion_tokens: int) -> float:
     if price is None:
         return 0.0
-    return (
-        prompt_tokens * price.input_per_million + completion_tokens * price.output_per_million
-    ) / 1_000_000
+    return (prompt_tokens * price.input_per_million + completion_tokens * price.output_per_million) / 1_000_000
 
 
 def month_of(now: dt.datetime) -> tuple[int, int]:

@@ -39,9 +39,7 @@ class TokenBucket:
 class Teams:
     """Authenticates keys and enforces the limits of the team that holds them."""
 
-    def __init__(
-        self, teams: list[TeamConfig], require_key: bool, ledger: Ledger, buckets: dict[str, TokenBucket]
-    ):
+    def __init__(self, teams: list[TeamConfig], require_key: bool, ledger: Ledger, buckets: dict[str, TokenBucket]):
         self.require_key = require_key
         self.ledger = ledger
         self.by_name = {team.name: team for team in teams}

@@ -28,9 +28,7 @@ class Backend:
         if config.api_key_env:
             key = os.environ.get(config.api_key_env)
             if not key:
-                raise ConfigError(
-                    f"backend {config.name!r}: environment variable {config.api_key_env} is not set"
-                )
+                raise ConfigError(f"backend {config.name!r}: environment variable {config.api_key_env} is not set")
             self.headers["Authorization"] = f"Bearer {key}"
         urls = [config.url] if config.url else config.endpoints or []
         self.endpoints: list[Endpoint] = [self.new_endpoint(url) for url in urls]

@@ -55,22 +55,16 @@ class HealthConfig(StrictModel):
         description="Path probed on each endpoint's origin (scheme://host:port). "
         "Default: /health for kind vllm, /v1/models for kind openai.",
     )
-    interval_s: float = Field(
-        default=5.0, ge=0, description="Seconds between active checks; 0 turns them off."
-    )
+    interval_s: float = Field(default=5.0, ge=0, description="Seconds between active checks; 0 turns them off.")
     timeout_s: float = Field(default=2.0, gt=0, description="Timeout of one active check.")
     failures_to_eject: int = Field(
         default=3, ge=1, description="Consecutive failures (checks or requests) that take an endpoint out."
     )
-    cooldown_s: float = Field(
-        default=10.0, ge=0, description="Seconds an ejected endpoint stays out before a retry."
-    )
+    cooldown_s: float = Field(default=10.0, ge=0, description="Seconds an ejected endpoint stays out before a retry.")
 
 
 class DnsConfig(StrictModel):
-    host: str = Field(
-        description="DNS name to resolve, e.g. a headless Service: vllm-llama.llm.svc.cluster.local."
-    )
+    host: str = Field(description="DNS name to resolve, e.g. a headless Service: vllm-llama.llm.svc.cluster.local.")
     port: int = Field(default=8000, ge=1, le=65535, description="Port of every resolved address.")
     scheme: Literal["http", "https"] = Field(default="http", description="URL scheme of the endpoints.")
     path_prefix: str = Field(default="/v1", description="Path of the OpenAI API on each endpoint.")
@@ -93,9 +87,7 @@ class BackendConfig(StrictModel):
         min_length=1,
         description="Several base URLs of identical servers, balanced by least outstanding.",
     )
-    dns: DnsConfig | None = Field(
-        default=None, description="Discover endpoints by resolving a DNS name periodically."
-    )
+    dns: DnsConfig | None = Field(default=None, description="Discover endpoints by resolving a DNS name periodically.")
     api_key_env: str | None = Field(
         default=None,
         description="Name of the environment variable holding this backend's API key (from a Secret).",
@@ -108,9 +100,7 @@ class BackendConfig(StrictModel):
         gt=0,
         description="Per attempt: longest wait for the response headers and between stream chunks.",
     )
-    max_connections: int = Field(
-        default=512, ge=1, description="Size of the connection pool to this backend."
-    )
+    max_connections: int = Field(default=512, ge=1, description="Size of the connection pool to this backend.")
     health: HealthConfig = Field(default=HealthConfig(), description="Active and passive health checking.")
 
     @model_validator(mode="after")
@@ -147,14 +137,10 @@ class RouteConfig(StrictModel):
 
 class AliasConfig(StrictModel):
     model: str = Field(default="auto", min_length=1, description="Public name of the alias, e.g. auto.")
-    scorer: Literal["rules", "embedding"] = Field(
-        default="rules", description="How request complexity is scored."
-    )
+    scorer: Literal["rules", "embedding"] = Field(default="rules", description="How request complexity is scored.")
     simple_route: str = Field(description="Route (public model) for requests scoring below the threshold.")
     complex_route: str = Field(description="Route (public model) for requests scoring at or above it.")
-    threshold: float = Field(
-        default=0.5, ge=0, le=1, description="Complexity score (0 simple .. 1 complex) cut-off."
-    )
+    threshold: float = Field(default=0.5, ge=0, le=1, description="Complexity score (0 simple .. 1 complex) cut-off.")
     rules: dict[str, Any] | None = Field(default=None, description="Options of the rules scorer.")
     examples: dict[str, list[str]] | None = Field(
         default=None,
@@ -168,12 +154,8 @@ class TeamConfig(StrictModel):
         min_length=1, description="Lower-case hex SHA-256 of each API key of the team (never the keys)."
     )
     requests_per_minute: int | None = Field(default=None, ge=1, description="Rate limit; absent means none.")
-    monthly_token_limit: int | None = Field(
-        default=None, ge=1, description="Input + output tokens per calendar month."
-    )
-    monthly_budget_usd: float | None = Field(
-        default=None, gt=0, description="Spend per calendar month in USD."
-    )
+    monthly_token_limit: int | None = Field(default=None, ge=1, description="Input + output tokens per calendar month.")
+    monthly_budget_usd: float | None = Field(default=None, gt=0, description="Spend per calendar month in USD.")
 
 
 class PriceConfig(StrictModel):
@@ -183,9 +165,7 @@ class PriceConfig(StrictModel):
 
 class AuditConfig(StrictModel):
     path: str = Field(default="-", description="File to append JSON lines to, or - for standard output.")
-    include_prompts: bool = Field(
-        default=False, description="Also log the request body (prompts). Off by default."
-    )
+    include_prompts: bool = Field(default=False, description="Also log the request body (prompts). Off by default.")
 
 
 class GatewayConfig(StrictModel):
@@ -257,9 +237,7 @@ def load_config(path: str | Path) -> GatewayConfig:
 
 def parse_config(raw: object, source: str = "config") -> GatewayConfig:
     if not isinstance(raw, dict):
-        raise ConfigError(
-            f"{source}: the top level must be a mapping with keys {sorted(GatewayConfig.model_fields)}"
-        )
+        raise ConfigError(f"{source}: the top level must be a mapping with keys {sorted(GatewayConfig.model_fields)}")
     try:
         return GatewayConfig.model_validate(raw)
     except ValidationError as exc:
@@ -269,9 +247,7 @@ def parse_config(raw: object, source: str = "config") -> GatewayConfig:
 
 def _describe(error: Any) -> str:
     loc = error["loc"]
-    path = (
-        "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".") or "(top)"
-    )
+    path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".") or "(top)"
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1])

@@ -121,10 +121,7 @@ class Forwarder:
         options = body.get("stream_options")
         self.client_wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))
         self.recovery = (
-            stream
-            and runtime.config.stream_recovery
-            and path == "/chat/completions"
-            and body.get("n", 1) in (1, None)
+            stream and runtime.config.stream_recovery and path == "/chat/completions" and body.get("n", 1) in (1, None)
         )
         self.tried: set[Endpoint] = set()
 
@@ -158,9 +155,7 @@ class Forwarder:
                 if not failure.endpoint_only:
                     index += 1
         if last is None:
-            raise GatewayError(
-                503, f"No healthy upstream for model {self.route_model!r}.", "no_healthy_upstream"
-            )
+            raise GatewayError(503, f"No healthy upstream for model {self.route_model!r}.", "no_healthy_upstream")
         raise last.as_gateway_error()
 
     def _payload(self, backend: Backend, body: dict[str, Any] | None = None) -> bytes:
@@ -194,9 +189,7 @@ class Forwarder:
             code="timeout",
         )
 
-    def _check_status(
-        self, status: int, data: bytes, endpoint: Endpoint, headers: Any
-    ) -> web.Response | None:
+    def _check_status(self, status: int, data: bytes, endpoint: Endpoint, headers: Any) -> web.Response | None:
         """None for a 200; a response to pass on for other final statuses; raise for retryable ones."""
         if status == 200:
             return None
@@ -239,9 +232,7 @@ class Forwarder:
             if self._timed_out():
                 raise self._deadline_error() from exc
             endpoint.record_failure()
-            raise RetryableFailure(
-                504, "timeout", f"Upstream {backend.name} timed out.", endpoint_only=True
-            ) from exc
+            raise RetryableFailure(504, "timeout", f"Upstream {backend.name} timed out.", endpoint_only=True) from exc
         except aiohttp.ClientError as exc:
             endpoint.record_failure()
             raise RetryableFailure(
@@ -323,9 +314,7 @@ class Forwarder:
                 ) as upstream,
             ):
                 if upstream.status != 200:
-                    passed_on = self._check_status(
-                        upstream.status, await upstream.read(), endpoint, upstream.headers
-                    )
+                    passed_on = self._check_status(upstream.status, await upstream.read(), endpoint, upstream.headers)
                     self.exchange.status = upstream.status
                     return passed_on
                 async for chunk in upstream.content.iter_any():
@@ -343,9 +332,7 @@ class Forwarder:
             self._fail(backend, "timeout", f"Upstream {backend.name} timed out.", exc)
         except aiohttp.ClientError as exc:
             endpoint.record_failure()
-            self._fail(
-                backend, "upstream_error", f"Upstream {backend.name} failed: {exc.__class__.__name__}", exc
-            )
+            self._fail(backend, "upstream_error", f"Upstream {backend.name} failed: {exc.__class__.__name__}", exc)
         finally:
             endpoint.outstanding -= 1
         endpoint.record_success()
@@ -359,18 +346,14 @@ class Forwarder:
 
     def _fail(self, backend: Backend, reason: str, message: str, exc: Exception) -> None:
         if self.response is None:
-            raise RetryableFailure(
-                504 if reason == "timeout" else 502, reason, message, endpoint_only=True
-            ) from exc
+            raise RetryableFailure(504 if reason == "timeout" else 502, reason, message, endpoint_only=True) from exc
         raise StreamBroken(reason, f"{message} The stream was interrupted.", recoverable=True) from exc
 
     async def _end_with_error(self, broken: StreamBroken) -> None:
         # An error event and no [DONE]: the client can tell a broken answer from a finished one.
         self.exchange.status = 504 if broken.reason == "timeout" else 502
         self.exchange.reason = "stream_interrupted" if broken.reason != "timeout" else "timeout"
-        payload = error_body(
-            self.exchange.status, broken.message, self.exchange.request_id, code=broken.reason
-        )
+        payload = error_body(self.exchange.status, broken.message, self.exchange.request_id, code=broken.reason)
         try:
             await self._send(error_event(payload))
             assert self.response is not None

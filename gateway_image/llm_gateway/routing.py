@@ -10,7 +10,7 @@ import time
 from typing import Any, Protocol
 
 from .backends import Backend
-from .config import AliasConfig, RouteConfig
+from .config import AliasConfig, ConfigError, RouteConfig
 
 
 class Route:
@@ -38,9 +38,7 @@ class Route:
             index = bisect.bisect_right(self.cumulative, random.random() * self.cumulative[-1])
             return self.targets[min(index, len(self.targets) - 1)]
         # Some targets are down: share the traffic among the others, keeping their relative weights.
-        live = [
-            (b, w) for b, w in zip(self.targets, self.weights, strict=True) if b.has_available_endpoint(now)
-        ]
+        live = [(b, w) for b, w in zip(self.targets, self.weights, strict=True) if b.has_available_endpoint(now)]
         if not live:
             return None
         return random.choices([b for b, _ in live], weights=[w for _, w in live])[0]
@@ -62,16 +60,24 @@ class Alias:
         self.scorer: Scorer | None = None
 
     async def load_scorer(self) -> None:
-        # Imported here so the gateway runs without the semantic module or its heavy extra.
-        from . import semantic  # type: ignore[attr-defined,unused-ignore]
-
+        """Build the scorer; a ConfigError says which alias and why if its options or extra are wrong."""
+        try:
+            # Imported here so the gateway runs without the semantic module or its heavy extra.
+            from . import semantic  # type: ignore[attr-defined,unused-ignore]
+        except ImportError as exc:
+            raise ConfigError(
+                f"alias {self.model!r} needs llm_gateway.semantic, which failed to import: {exc}"
+            ) from exc
         if self.config.scorer == "rules":
             options: dict[str, Any] = dict(self.config.rules or {})
         else:
             options = {"examples": self.config.examples} if self.config.examples else {}
         # The embedding scorer loads a model: keep that off the event loop.
         loop = asyncio.get_running_loop()
-        self.scorer = await loop.run_in_executor(None, semantic.make_scorer, self.config.scorer, options)
+        try:
+            self.scorer = await loop.run_in_executor(None, semantic.make_scorer, self.config.scorer, options)
+        except (ValueError, ImportError) as exc:
+            raise ConfigError(f"alias {self.model!r}: cannot build the {self.config.scorer} scorer: {exc}") from exc
 
     async def route_for(self, body: dict[str, Any]) -> Route:
         assert self.scorer is not None, "load_scorer() runs when the runtime starts"

@@ -39,10 +39,7 @@ class Runtime:
         self.models_body = orjson.dumps(
             {
                 "object": "list",
-                "data": [
-                    {"id": name, "object": "model", "created": 0, "owned_by": "llm-gateway"}
-                    for name in public
-                ],
+                "data": [{"id": name, "object": "model", "created": 0, "owned_by": "llm-gateway"} for name in public],
             }
         )
         for team in config.teams:

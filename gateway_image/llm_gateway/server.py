@@ -44,6 +44,7 @@ class Gateway:
     async def reload(self, config: GatewayConfig | None = None) -> bool:
         """Swap in a new config; in-flight requests finish on the old one; False if invalid."""
         async with self._reload_lock:
+            runtime: Runtime | None = None
             try:
                 if config is None:
                     assert self.config_path is not None, "reload without a config needs the config file path"
@@ -51,6 +52,8 @@ class Gateway:
                 runtime = Runtime(config, self.metrics, self.ledger, self.buckets)
                 await runtime.start()
             except (ConfigError, OSError) as exc:
+                if runtime is not None:
+                    await runtime.close(drain_timeout_s=0)
                 print(f"llm-gateway: reload rejected, keeping the current config: {exc}", file=sys.stderr)
                 return False
             old, self.runtime = self.runtime, runtime
@@ -75,9 +78,7 @@ class Gateway:
 
     def make_app(self) -> web.Application:
         # The body limit is checked per request against the current config; this is only aiohttp's hard cap.
-        app = web.Application(
-            client_max_size=max(self.runtime.config.server.max_body_bytes, 64 * 1024 * 1024)
-        )
+        app = web.Application(client_max_size=max(self.runtime.config.server.max_body_bytes, 64 * 1024 * 1024))
         app.router.add_post("/v1/chat/completions", self.chat_completions)
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/embeddings", self.embeddings)
@@ -111,9 +112,7 @@ class Gateway:
         )
 
     async def unknown_path(self, request: web.Request) -> web.StreamResponse:
-        error = GatewayError(
-            404, f"Unknown endpoint {request.method} {request.path}.", "not_found", code="unknown_url"
-        )
+        error = GatewayError(404, f"Unknown endpoint {request.method} {request.path}.", "not_found", code="unknown_url")
         return error_response(error, _request_id(request))
 
     async def _proxy(self, request: web.Request, path: str, content_key: str) -> web.StreamResponse:
@@ -220,9 +219,7 @@ class Gateway:
         # Month-to-date spend must read 0 after a month change even for teams with no request yet.
         for team in self.runtime.config.teams:
             self.metrics.child(self.metrics.team_spend, team.name).set(self.ledger.usage(team.name).spend_usd)
-        return web.Response(
-            body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def _request_id(request: web.Request) -> str:
@@ -279,9 +276,7 @@ def _check_fields(body: dict[str, Any], content_key: str) -> None:
                 param="messages",
             )
     elif not isinstance(content, str | list):
-        raise GatewayError(
-            400, f"'{content_key}' must be a string or a list.", "bad_request", param=content_key
-        )
+        raise GatewayError(400, f"'{content_key}' must be a string or a list.", "bad_request", param=content_key)
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise GatewayError(400, "'stream' must be true or false.", "bad_request", param="stream")
