@@ -49,9 +49,7 @@ def node_role(name: str, tags: dict[str, str], parent: pulumi.Resource) -> iam.R
     return role
 
 
-def launch_template(
-    name: str, disk_size_gib: int, tags: dict[str, str], parent: pulumi.Resource
-) -> ec2.LaunchTemplate:
+def launch_template(name: str, disk_size_gib: int, tags: dict[str, str], parent: pulumi.Resource) -> ec2.LaunchTemplate:
     """IMDSv2 only, with a hop limit of 1 so pods cannot borrow the node's credentials (they use IRSA)."""
     return ec2.LaunchTemplate(
         f"{name}-lt",

@@ -132,7 +132,9 @@ class Cluster(pulumi.ComponentResource):
             tags=args.tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[policy_attachment]),
         )
-        issuer = cluster.identities.apply(lambda ids: ids[0].oidcs[0].issuer if ids and ids[0].oidcs else "")
+        issuer: pulumi.Output[str] = cluster.identities.apply(
+            lambda ids: (ids[0].oidcs[0].issuer or "") if ids and ids[0].oidcs else ""
+        )
         oidc = iam.OpenIdConnectProvider(
             f"{name}-oidc",
             url=issuer,
@@ -171,9 +173,7 @@ class Cluster(pulumi.ComponentResource):
         self.endpoint = cluster.endpoint
         self.oidc_provider_arn = oidc.arn
         self.oidc_issuer = issuer
-        self.kubeconfig = pulumi.Output.all(
-            cluster.name, cluster.endpoint, cluster.certificate_authority
-        ).apply(
+        self.kubeconfig = pulumi.Output.all(cluster.name, cluster.endpoint, cluster.certificate_authority).apply(
             lambda parts: kubeconfig(parts[0], args.region, parts[1], parts[2]["data"] if parts[2] else "")
         )
         self.provider = k8s.Provider(

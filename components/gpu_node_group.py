@@ -64,9 +64,7 @@ class GpuNodeGroup(pulumi.ComponentResource):
             ),
             # One node at a time: a GPU node holds whole model replicas, and the PDBs keep serving capacity.
             update_config=eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
-            launch_template=eks.NodeGroupLaunchTemplateArgs(
-                id=template.id, version=template.latest_version.apply(str)
-            ),
+            launch_template=eks.NodeGroupLaunchTemplateArgs(id=template.id, version=template.latest_version.apply(str)),
             labels=self.labels,
             taints=[eks.NodeGroupTaintArgs(key=GPU_TAINT_KEY, value="true", effect="NO_SCHEDULE")],
             tags={**args.tags, "k8s.io/cluster-autoscaler/node-template/label/" + NODE_GROUP_LABEL: name},

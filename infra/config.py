@@ -9,6 +9,7 @@ key path, the bad value and what is accepted.
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from typing import Annotated, Any, Literal
 
@@ -57,6 +58,10 @@ def _dns_label(value: str) -> str:
 DnsLabel = Annotated[str, Field(min_length=1, max_length=40)]
 
 
+LogType = Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]
+DEFAULT_LOG_TYPES: tuple[LogType, ...] = ("api", "audit", "authenticator")
+
+
 class Strict(BaseModel):
     """Base for every config model: unknown keys are errors and values are not coerced silently."""
 
@@ -67,17 +72,14 @@ class Scaling(Strict):
     """Size of a node group (or of a set of replicas)."""
 
     min_size: int = Field(ge=0, le=100, description="Fewest nodes the group scales down to.")
-    desired_size: int = Field(
-        ge=0, le=100, description="Nodes at creation; the autoscaler owns it afterwards."
-    )
+    desired_size: int = Field(ge=0, le=100, description="Nodes at creation; the autoscaler owns it afterwards.")
     max_size: int = Field(ge=1, le=100, description="Most nodes the group may grow to (caps spend).")
 
     @model_validator(mode="after")
     def _ordered(self) -> Scaling:
         if not self.min_size <= self.desired_size <= self.max_size:
             raise ValueError(
-                f"min_size {self.min_size} <= desired_size {self.desired_size} <= max_size {self.max_size} "
-                "must hold"
+                f"min_size {self.min_size} <= desired_size {self.desired_size} <= max_size {self.max_size} must hold"
             )
         return self
 
@@ -121,9 +123,7 @@ class NetworkConfig(Strict):
     def _existing(self) -> NetworkConfig:
         if self.existing_vpc_id is not None:
             if not re.match(r"^vpc-[0-9a-f]{8,17}$", self.existing_vpc_id):
-                raise ValueError(
-                    f"existing_vpc_id {self.existing_vpc_id!r} is not a VPC id like vpc-0abc12345"
-                )
+                raise ValueError(f"existing_vpc_id {self.existing_vpc_id!r} is not a VPC id like vpc-0abc12345")
             if len(self.existing_private_subnet_ids) < 2:
                 raise ValueError("an existing VPC needs existing_private_subnet_ids in at least 2 AZs")
         for subnet in [*self.existing_private_subnet_ids, *self.existing_public_subnet_ids]:
@@ -147,9 +147,7 @@ class ClusterConfig(Strict):
         default_factory=list, description="Allow-list for the public endpoint; required when it is public."
     )
     endpoint_private_access: bool = True
-    log_types: list[Literal["api", "audit", "authenticator", "controllerManager", "scheduler"]] = Field(
-        default_factory=lambda: ["api", "audit", "authenticator"]
-    )
+    log_types: list[LogType] = Field(default_factory=lambda: list(DEFAULT_LOG_TYPES))
     system_nodes: SystemNodesConfig
 
     @field_validator("kubernetes_version")
@@ -244,14 +242,10 @@ class ModelConfig(Strict):
     replicas: int = Field(default=1, ge=1, le=64)
     enable_prefix_caching: bool = True
     enforce_eager: bool = False
-    extra_args: list[str] = Field(
-        default_factory=list, description="More `vllm serve` flags; still validated."
-    )
+    extra_args: list[str] = Field(default_factory=list, description="More `vllm serve` flags; still validated.")
     cache: ModelCacheConfig = Field(default_factory=ModelCacheConfig)
     autoscaling: ModelAutoscalingConfig | None = None
-    cpu_kv_cache_gib: int = Field(
-        default=1, ge=1, le=64, description="KV cache size on the CPU backend (local)."
-    )
+    cpu_kv_cache_gib: int = Field(default=1, ge=1, le=64, description="KV cache size on the CPU backend (local).")
     resources_cpu: str | None = Field(default=None, description="CPU request/limit (CPU backend), e.g. '2'.")
     resources_memory: str | None = Field(default=None, description="Memory request/limit, e.g. '8Gi'.")
 
@@ -298,9 +292,7 @@ class RouteTarget(Strict):
 class RouteConfig(Strict):
     model: str = Field(min_length=1, description="Public model name clients ask for.")
     targets: list[RouteTarget] = Field(min_length=1)
-    fallbacks: list[str] = Field(
-        default_factory=list, description="Backends tried, in order, after a failure."
-    )
+    fallbacks: list[str] = Field(default_factory=list, description="Backends tried, in order, after a failure.")
 
 
 class SemanticAliasConfig(Strict):
@@ -454,20 +446,35 @@ def _key_path(location: tuple[Any, ...]) -> str:
     return path
 
 
+_BOUNDS = {
+    "greater_than": "> {gt}",
+    "greater_than_equal": ">= {ge}",
+    "less_than": "< {lt}",
+    "less_than_equal": "<= {le}",
+    "too_short": "at least {min_length} item(s)",
+    "too_long": "at most {max_length} item(s)",
+    "string_pattern_mismatch": "a string matching {pattern}",
+}
+
+
 def _describe_error(error: Any) -> str:
     path = _key_path(tuple(part for part in error["loc"] if not str(part).startswith("function-after")))
     kind = error["type"]
     value = error.get("input")
+    context = error.get("ctx", {})
     if kind == "extra_forbidden":
         return f"{path}: unknown key (typo?); remove it or use one of the documented keys"
     if kind == "missing":
         return f"{path}: required key is missing"
     message = str(error["msg"]).removeprefix("Value error, ")
     if kind == "literal_error":
-        expected = error.get("ctx", {}).get("expected", "")
-        message = f"accepted: {expected}"
-    shown = value if not isinstance(value, dict | list) else type(value).__name__
-    return f"{path} = {shown!r}: {message}"
+        message = f"accepted: {context.get('expected', '')}"
+    elif kind in _BOUNDS:
+        message = f"{message}; accepted: {_BOUNDS[kind].format(**context)}"
+    shown = json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else repr(value)
+    if len(shown) > 120:
+        shown = shown[:117] + "..."
+    return f"{path} = {shown}: {message}"
 
 
 def parse_platform(stack: str, raw: Any) -> PlatformConfig:

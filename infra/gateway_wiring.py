@@ -7,8 +7,6 @@ import pulumi
 from infra.config import PlatformConfig
 
 
-def wire_gateway(
-    platform: PlatformConfig, secrets: object, opts: pulumi.ResourceOptions
-) -> dict[str, object]:
+def wire_gateway(platform: PlatformConfig, secrets: object, opts: pulumi.ResourceOptions) -> dict[str, object]:
     del platform, secrets, opts
     return {}

@@ -19,9 +19,7 @@ class RenderMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         state = dict(args.inputs)
         name = args.name
-        state.setdefault(
-            "arn", f"arn:aws:mock:{self.region}:{ACCOUNT_ID}:{args.typ.split(':')[-1].lower()}/{name}"
-        )
+        state.setdefault("arn", f"arn:aws:mock:{self.region}:{ACCOUNT_ID}:{args.typ.split(':')[-1].lower()}/{name}")
         if args.typ == "aws:eks/cluster:Cluster":
             state["endpoint"] = f"https://{name}.gr7.{self.region}.eks.amazonaws.com"
             state["certificateAuthority"] = {"data": "LS0tLS1CRUdJTi1NT0NLLUNB"}

@@ -60,14 +60,10 @@ def capacity_problems(platform: PlatformConfig) -> list[str]:
     for index, model in enumerate(platform.models):
         plan = plan_for(platform, model)
         if plan is not None:
-            problems += [
-                f"{PLATFORM_KEY}.models[{index}] ({model.name}): {problem}" for problem in plan.problems
-            ]
+            problems += [f"{PLATFORM_KEY}.models[{index}] ({model.name}): {problem}" for problem in plan.problems]
     for group_index, group in enumerate(platform.gpu_node_groups):
         shape = lookup(group.instance_types[0])
-        wanted = sum(
-            model.replicas * model.gpus for model in platform.models if model.node_group == group.name
-        )
+        wanted = sum(model.replicas * model.gpus for model in platform.models if model.node_group == group.name)
         available = group.scaling.max_size * shape.gpu_count
         if wanted > available:
             problems.append(

@@ -31,7 +31,7 @@ def read_secrets(config: pulumi.Config) -> Secrets:
         vllm_api_key=config.get_secret("vllmApiKey"),
         openai_api_key=config.get_secret("openaiApiKey"),
         grafana_admin_password=config.get_secret("grafanaAdminPassword"),
-        team_keys=config.get_secret_object("teamKeys"),  # type: ignore[arg-type]
+        team_keys=config.get_secret_object("teamKeys"),
     )
 
 
@@ -83,9 +83,7 @@ def _aws(platform: PlatformConfig, tags: dict[str, str], outputs: dict[str, obje
 
     assert platform.aws is not None and platform.network is not None and platform.cluster is not None
     cluster_name = f"{PROJECT}-{platform.environment}"
-    provider = aws.Provider(
-        "aws", region=platform.aws.region, default_tags=aws.ProviderDefaultTagsArgs(tags=tags)
-    )
+    provider = aws.Provider("aws", region=platform.aws.region, default_tags=aws.ProviderDefaultTagsArgs(tags=tags))
     opts = pulumi.ResourceOptions(providers=[provider])
     network_config = platform.network
     network = Network(
@@ -131,7 +129,7 @@ def _aws(platform: PlatformConfig, tags: dict[str, str], outputs: dict[str, obje
                 cluster_name=cluster.cluster_name,
                 subnet_ids=network.private_subnet_ids,
                 instance_types=group.instance_types,
-                gpu_model=node_group_gpu(group).gpu_model,
+                gpu_model=str(node_group_gpu(group).gpu_model),
                 capacity_type=group.capacity_type,
                 min_size=group.scaling.min_size,
                 desired_size=group.scaling.desired_size,
@@ -149,9 +147,7 @@ def _aws(platform: PlatformConfig, tags: dict[str, str], outputs: dict[str, obje
     return cluster.provider
 
 
-def _kubernetes(
-    platform: PlatformConfig, secrets: Secrets, provider: k8s.Provider, outputs: dict[str, object]
-) -> None:
+def _kubernetes(platform: PlatformConfig, secrets: Secrets, provider: k8s.Provider, outputs: dict[str, object]) -> None:
     from infra.gateway_wiring import wire_gateway
     from infra.observability import wire_monitoring
     from infra.serving import wire_serving

@@ -54,17 +54,13 @@ class RenderResult:
 
 
 def stack_names() -> list[str]:
-    return sorted(
-        path.name.removeprefix("Pulumi.").removesuffix(".yaml") for path in STACKS_DIR.glob("Pulumi.*.yaml")
-    )
+    return sorted(path.name.removeprefix("Pulumi.").removesuffix(".yaml") for path in STACKS_DIR.glob("Pulumi.*.yaml"))
 
 
 def read_stack_file(stack: str) -> dict[str, Any]:
     path = STACKS_DIR / f"Pulumi.{stack}.yaml"
     if not path.exists():
-        raise FileNotFoundError(
-            f"no stack {stack!r}: {path} does not exist (stacks: {', '.join(stack_names())})"
-        )
+        raise FileNotFoundError(f"no stack {stack!r}: {path} does not exist (stacks: {', '.join(stack_names())})")
     document = yaml.safe_load(path.read_text()) or {}
     config = document.get("config") or {}
     if not isinstance(config, dict):
@@ -115,8 +111,11 @@ def _is_kubernetes_object(record: Recorded) -> bool:
     )
 
 
-def run(stack: str, secret_values: dict[str, Any] | None = None) -> RenderResult:
-    """Run the program for `stack` under mocks; raise ConfigError (via RunError) on bad config."""
+def run(stack: str, secret_values: dict[str, Any] | None = None, config: dict[str, Any] | None = None) -> RenderResult:
+    """Run the program for `stack` under mocks; bad config raises `pulumi.RunError` with the ConfigError text.
+
+    `config` replaces the stack file's `config:` mapping (tests and benchmarks render variations of a stack).
+    """
     from pulumi.runtime import mocks, settings
     from pulumi.runtime.config import set_all_config
     from pulumi.runtime.stack import run_in_stack
@@ -124,7 +123,8 @@ def run(stack: str, secret_values: dict[str, Any] | None = None) -> RenderResult
 
     from infra.mocks import RenderMocks
 
-    config = read_stack_file(stack)
+    if config is None:
+        config = read_stack_file(stack)
     platform_raw = config.get(PLATFORM_KEY)
     secrets = placeholder_secrets(platform_raw) | (secret_values or {})
     flat: dict[str, str] = {}
@@ -183,9 +183,7 @@ def write(result: RenderResult, out_dir: Path) -> dict[str, str]:
                 obj.get("metadata", {}).get("name", ""),
             )
         )
-        files[f"{component}.yaml"] = yaml.safe_dump_all(
-            objects, sort_keys=True, default_flow_style=False, width=120
-        )
+        files[f"{component}.yaml"] = yaml.safe_dump_all(objects, sort_keys=True, default_flow_style=False, width=120)
     plan = [
         {
             "type": record.type,
@@ -218,16 +216,12 @@ def summary(result: RenderResult) -> str:
         if gpus:
             lines.append("GPUs: " + ", ".join(f"{count} x {gpu}" for gpu, count in sorted(gpus.items())))
         if "estimated_monthly_usd" in cost:
-            lines.append(
-                f"estimated monthly cost: ${cost['estimated_monthly_usd']:,.0f} ({cost.get('basis', '')})"
-            )
+            lines.append(f"estimated monthly cost: ${cost['estimated_monthly_usd']:,.0f} ({cost.get('basis', '')})")
     plans = result.outputs.get("capacity", {})
     if isinstance(plans, dict):
         for model, plan in sorted(plans.items()):
             if isinstance(plan, dict):
-                lines.append(
-                    f"model {model}: " + ", ".join(f"{key}={value}" for key, value in sorted(plan.items()))
-                )
+                lines.append(f"model {model}: " + ", ".join(f"{key}={value}" for key, value in sorted(plan.items())))
     return "\n".join(lines)
 
 

@@ -92,9 +92,7 @@ def _gateway(platform: PlatformConfig) -> list[str]:
                     f"backend; accepted: {', '.join(backends)}"
                 )
         if sum(target.weight for target in route.targets) == 0:
-            problems.append(
-                f"{where}.routes[{route_index}].targets: all weights are 0; at least one must be > 0"
-            )
+            problems.append(f"{where}.routes[{route_index}].targets: all weights are 0; at least one must be > 0")
         for fallback_index, fallback in enumerate(route.fallbacks):
             if fallback not in backends:
                 problems.append(
@@ -109,9 +107,7 @@ def _gateway(platform: PlatformConfig) -> list[str]:
                     f"{where}.aliases[{alias_index}].{field} = {value!r}: not a route; accepted: {', '.join(routes)}"
                 )
         if alias.model in routes:
-            problems.append(
-                f"{where}.aliases[{alias_index}].model = {alias.model!r}: clashes with a route name"
-            )
+            problems.append(f"{where}.aliases[{alias_index}].model = {alias.model!r}: clashes with a route name")
     for model_name in gateway.pricing:
         known = {*routes, *(api.model for api in gateway.managed_apis)}
         if model_name not in known:
@@ -120,9 +116,7 @@ def _gateway(platform: PlatformConfig) -> list[str]:
                 f"{', '.join(sorted(known))}"
             )
     if platform.environment == "prod" and gateway.replicas < 2:
-        problems.append(
-            f"{where}.replicas = {gateway.replicas}: prod needs >= 2 gateway replicas (one per AZ)"
-        )
+        problems.append(f"{where}.replicas = {gateway.replicas}: prod needs >= 2 gateway replicas (one per AZ)")
     if gateway.max_replicas < gateway.replicas:
         problems.append(
             f"{where}.max_replicas = {gateway.max_replicas}: below replicas {gateway.replicas}; accepted: >= replicas"

@@ -1,0 +1,117 @@
+"""Bad config fails before any resource is registered, with one line per problem naming the stack, the key path,
+the bad value and what is accepted."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pulumi
+import pytest
+
+from infra import render
+from infra.config import PLATFORM_KEY, ConfigError, parse_platform
+
+
+def _platform(stack: str) -> dict[str, Any]:
+    return copy.deepcopy(render.read_stack_file(stack)[PLATFORM_KEY])
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def mutate(platform: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node: Any = platform
+        for part in parents:
+            node = node[int(part)] if part.isdigit() else node[part]
+        node[int(last) if last.isdigit() else last] = value
+
+    return mutate
+
+
+# (stack, mutation, expected key path in the message, fragments that must appear: the value and what is accepted)
+MISTAKES = [
+    ("dev", _set("gpu_node_groups.0.capacity_typ", "SPOT"), "gpu_node_groups[0].capacity_typ", ["unknown key"]),
+    ("dev", _set("gpu_node_groups.0.scaling.min_size", -1), "gpu_node_groups[0].scaling.min_size", ["-1", ">= 0"]),
+    (
+        "dev",
+        _set("gpu_node_groups.0.instance_types", ["g9.mega"]),
+        "gpu_node_groups[0].instance_types[0]",
+        ["'g9.mega'", "g5.xlarge"],
+    ),
+    (
+        "dev",
+        _set("gpu_node_groups.0.scaling", {"min_size": 3, "desired_size": 2, "max_size": 1}),
+        "gpu_node_groups[0].scaling",
+        ["min_size 3", "max_size 1"],
+    ),
+    ("dev", _set("aws.region", "mars-north-1"), "aws.region", ["mars-north-1", "us-east-1"]),
+    ("dev", _set("cluster.kubernetes_version", "1.12"), "cluster.kubernetes_version", ["1.12", "1.33"]),
+    ("dev", _set("models.0.quantization", "int3"), "models[0].quantization", ["int3", "'awq'"]),
+    ("dev", _set("models.0.node_group", "gpu-h100"), "models[0].node_group", ["gpu-h100", "gpu-a10g"]),
+    ("dev", _set("models.0.catalog", "llama-9-1t"), "models[0].catalog", ["llama-9-1t", "llama-3.1-8b-instruct"]),
+    ("dev", _set("network.vpc_cidr", "10.0.0.0/33"), "network.vpc_cidr", ["10.0.0.0/33", "10.0.0.0/16"]),
+    ("dev", _set("cluster.public_access_cidrs", ["0.0.0.0/0"]), "cluster.public_access_cidrs", ["0.0.0.0/0"]),
+    ("dev", _set("models.0.gpu_memory_utilization", 1.5), "models[0].gpu_memory_utilization", ["1.5", "0.98"]),
+    (
+        "prod",
+        _set("gateway.routes.0.targets.0.backend", "gpt-5"),
+        "gateway.routes[0].targets[0].backend",
+        ["gpt-5", "llama-3-1-8b"],
+    ),
+    ("prod", _set("gateway.replicas", 1), "gateway.replicas", ["1", ">= 2"]),
+    ("staging", _set("models.0.name", "Llama_8B"), "models[0].name", ["Llama_8B", "lowercase"]),
+    # Capacity: a 70B model in FP8 on one 24 GB A10G cannot hold its weights.
+    ("dev", _set("models.0.catalog", "llama-3.3-70b-instruct"), "models[0]", ["weights", "GiB"]),
+    (
+        "prod",
+        _set("gpu_node_groups.0.scaling", {"min_size": 1, "desired_size": 1, "max_size": 1}),
+        "gpu_node_groups[0] (gpu-l40s-x4).scaling.max_size",
+        ["8 GPUs", ">= 2"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("stack", "mutate", "key_path", "fragments"), MISTAKES, ids=[m[2] for m in MISTAKES])
+def test_each_mistake_is_reported_with_stack_key_value_and_what_is_accepted(
+    stack: str, mutate: Callable[[dict[str, Any]], None], key_path: str, fragments: list[str]
+) -> None:
+    platform = _platform(stack)
+    mutate(platform)
+    with pytest.raises(ConfigError) as caught:
+        parse_platform(stack, platform)
+    message = str(caught.value)
+    assert message.startswith(f"stack {stack!r}: ")
+    line = next((line for line in caught.value.problems if f"{PLATFORM_KEY}.{key_path}" in line), None)
+    assert line is not None, f"no problem names {key_path}: {caught.value.problems}"
+    for fragment in fragments:
+        assert fragment in line, f"{fragment!r} missing from {line!r}"
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    platform = _platform("dev")
+    platform["gpu_node_groups"][0]["scaling"]["min_size"] = -1
+    platform["aws"]["region"] = "nowhere"
+    platform["typo_key"] = 1
+    with pytest.raises(ConfigError) as caught:
+        parse_platform("dev", platform)
+    assert len(caught.value.problems) == 3
+
+
+def test_bad_config_fails_before_any_resource_is_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    registered: list[str] = []
+    original = render.RecordingMonitor.RegisterResource
+
+    def counting(self: render.RecordingMonitor, request: Any) -> Any:
+        if request.type != "pulumi:pulumi:Stack":
+            registered.append(request.type)
+        return original(self, request)
+
+    monkeypatch.setattr(render.RecordingMonitor, "RegisterResource", counting)
+    config = copy.deepcopy(render.read_stack_file("dev"))
+    config[PLATFORM_KEY]["gpu_node_groups"][0]["instance_types"] = ["g9.mega"]
+    with pytest.raises(pulumi.RunError, match=r"(?s)stack 'dev'.*instance_types\[0\] = 'g9.mega'"):
+        render.run("dev", config=config)
+    assert registered == []
+    render.run("dev")
+    assert registered, "the same path registers resources once the config is good"
