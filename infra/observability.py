@@ -1,14 +1,74 @@
-"""Wiring of Prometheus, Grafana, DCGM exporter, alerts, autoscaling (placeholder until its component lands: registers nothing yet)."""
+"""Wiring of monitoring: Prometheus, Grafana, dashboards, alerts, DCGM exporter and KEDA autoscaling of vLLM."""
 
 from __future__ import annotations
 
 import pulumi
 
-from infra.config import PlatformConfig
+from components.alerts import AlertSettings
+from components.monitoring import AutoscaledModel, Monitoring, MonitoringArgs
+from infra.config import ModelConfig, PlatformConfig
+from infra.sizing import node_group_gpu
 
 
-def wire_monitoring(
-    platform: PlatformConfig, secrets: object, opts: pulumi.ResourceOptions
-) -> dict[str, object]:
-    del platform, secrets, opts
-    return {}
+def replica_bounds(platform: PlatformConfig, model: ModelConfig) -> tuple[int, int]:
+    """(min, max) replicas for an autoscaled model: from `replicas` up to what its node group's GPUs can hold."""
+    assert model.autoscaling is not None
+    ceiling = model.autoscaling.max_replicas
+    group = next((group for group in platform.gpu_node_groups if group.name == model.node_group), None)
+    if group is not None:
+        gpus = group.scaling.max_size * node_group_gpu(group).gpu_count
+        ceiling = min(ceiling, gpus // model.gpus)
+    # The validated config guarantees the node group holds `replicas`; never ask the HPA for max < min.
+    return model.replicas, max(model.replicas, ceiling)
+
+
+def alert_settings(platform: PlatformConfig) -> AlertSettings:
+    thresholds = platform.monitoring.alerts
+    return AlertSettings(
+        serving_namespace=platform.namespace,
+        model_deployments=[model.name for model in platform.models],
+        requests_waiting=thresholds.requests_waiting,
+        requests_waiting_for_minutes=thresholds.requests_waiting_for_minutes,
+        kv_cache_usage_ratio=thresholds.kv_cache_usage_ratio,
+        kv_cache_for_minutes=thresholds.kv_cache_for_minutes,
+        gateway_error_ratio=thresholds.gateway_error_ratio,
+        fallback_ratio=thresholds.fallback_ratio,
+        team_budget_ratio=thresholds.team_budget_ratio,
+        pod_not_ready_minutes=thresholds.pod_not_ready_minutes,
+        min_gpu_nodes=sum(group.scaling.min_size for group in platform.gpu_node_groups),
+    )
+
+
+def wire_monitoring(platform: PlatformConfig, secrets: object, opts: pulumi.ResourceOptions) -> dict[str, object]:
+    monitoring = platform.monitoring
+    if not monitoring.enabled:
+        return {}
+    password = getattr(secrets, "grafana_admin_password", None)
+    if password is None:
+        # The chart's fallback is a well-known default password; refuse rather than ship it.
+        raise pulumi.RunError(
+            "monitoring.enabled needs the Grafana admin password: "
+            "pulumi config set --secret llm-serving:grafanaAdminPassword <password> (or set monitoring.enabled: false)"
+        )
+    autoscaled = []
+    for model in platform.models:
+        if model.autoscaling is not None:
+            low, high = replica_bounds(platform, model)
+            autoscaled.append(AutoscaledModel(model.name, low, high, model.autoscaling.target_waiting_requests))
+    component = Monitoring(
+        "monitoring",
+        MonitoringArgs(
+            serving_namespace=platform.namespace,
+            alerts=alert_settings(platform),
+            grafana_admin_password=password,
+            light=monitoring.light,
+            retention=monitoring.retention,
+            storage_gib=monitoring.storage_gib,
+            storage_class=monitoring.storage_class,
+            scrape_interval=monitoring.scrape_interval,
+            gpu_nodes=bool(platform.gpu_node_groups),
+            autoscaled_models=autoscaled,
+        ),
+        opts=opts,
+    )
+    return {"prometheus_url": component.prometheus_url, "grafana_service": component.grafana_service}

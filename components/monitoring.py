@@ -1,0 +1,466 @@
+"""Monitoring of the serving platform: kube-prometheus-stack, dashboards, scrape targets, alerts, DCGM, autoscaling.
+
+kube-prometheus-stack (Prometheus Operator, Prometheus, Alertmanager, Grafana, kube-state-metrics, node-exporter) is
+installed as a helm Release; everything this platform adds on top is rendered here as plain Kubernetes objects, so
+that a render under mocks shows (and tests check) exactly what is applied: Grafana dashboards as sidecar-loaded
+ConfigMaps, PodMonitors for vLLM and the gateway, a PrometheusRule, the DCGM exporter on GPU nodes, and KEDA
+ScaledObjects that scale vLLM on its request queue. See docs/monitoring.md for the why.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.alerts import AlertSettings, rule_groups
+
+DASHBOARDS_DIR = Path(__file__).parent / "dashboards"
+DCGM_COUNTERS_FILE = Path(__file__).parent / "monitoring_data" / "dcgm-counters.csv"
+
+# Pinned: chart upgrades change CRDs and defaults; bump deliberately (docs/monitoring.md).
+KUBE_PROMETHEUS_STACK_CHART = "kube-prometheus-stack"
+KUBE_PROMETHEUS_STACK_VERSION = "78.2.1"
+KUBE_PROMETHEUS_STACK_REPO = "https://prometheus-community.github.io/helm-charts"
+KEDA_CHART = "keda"
+KEDA_VERSION = "2.17.2"
+KEDA_REPO = "https://kedacore.github.io/charts"
+DCGM_EXPORTER_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:4.2.3-4.1.3-ubuntu22.04"
+DCGM_EXPORTER_PORT = 9400
+
+# The release is named and `fullnameOverride` set so that service names are known in advance: KEDA's
+# Prometheus scaler needs the Prometheus Service address.
+RELEASE_NAME = "kps"
+PROMETHEUS_SERVICE = f"{RELEASE_NAME}-prometheus"
+GRAFANA_ADMIN_SECRET = "grafana-admin"
+GPU_TAINT_KEY = "nvidia.com/gpu"
+GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
+VLLM_APP = "vllm"
+GATEWAY_APP = "llm-gateway"
+
+
+@dataclass(frozen=True)
+class AutoscaledModel:
+    """A vLLM Deployment (named like the model) that KEDA scales on requests waiting per replica."""
+
+    name: str
+    min_replicas: int
+    max_replicas: int
+    target_waiting_requests: float
+
+
+@dataclass(frozen=True)
+class MonitoringArgs:
+    serving_namespace: str
+    alerts: AlertSettings
+    grafana_admin_password: pulumi.Input[str]
+    namespace: str = "monitoring"
+    light: bool = False
+    retention: str = "15d"
+    storage_gib: int | None = None
+    storage_class: str = "gp3"
+    scrape_interval: str = "15s"
+    # DCGM exporter runs only when the cluster has GPU nodes.
+    gpu_nodes: bool = False
+    autoscaled_models: list[AutoscaledModel] = field(default_factory=list)
+
+
+def load_dashboards() -> dict[str, dict[str, Any]]:
+    """Dashboard file name -> Grafana dashboard model."""
+    return {path.name: json.loads(path.read_text()) for path in sorted(DASHBOARDS_DIR.glob("*.json"))}
+
+
+def _resources(cpu: str, memory: str, memory_limit: str) -> dict[str, Any]:
+    # No CPU limit: throttling a scraper or a query engine makes gaps in the graphs; memory limits stop a leak.
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory_limit}}
+
+
+def helm_values(args: MonitoringArgs) -> dict[str, Any]:
+    """kube-prometheus-stack values. No secret ever goes in here: values are stored in the release in clear."""
+    prometheus_spec: dict[str, Any] = {
+        "retention": args.retention,
+        "scrapeInterval": args.scrape_interval,
+        "resources": _resources("100m", "512Mi", "1Gi") if args.light else _resources("500m", "2Gi", "4Gi"),
+        # Select every PodMonitor/ServiceMonitor/PrometheusRule, not only those labelled with the release.
+        "podMonitorSelectorNilUsesHelmValues": False,
+        "serviceMonitorSelectorNilUsesHelmValues": False,
+        "ruleSelectorNilUsesHelmValues": False,
+    }
+    if args.storage_gib is not None:
+        prometheus_spec["storageSpec"] = {
+            "volumeClaimTemplate": {
+                "metadata": {"name": "prometheus-db"},
+                "spec": {
+                    "storageClassName": args.storage_class,
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": f"{args.storage_gib}Gi"}},
+                },
+            }
+        }
+    grafana: dict[str, Any] = {
+        "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
+        "sidecar": {
+            "dashboards": {
+                "enabled": True,
+                "label": "grafana_dashboard",
+                "labelValue": "1",
+                "folderAnnotation": "grafana_folder",
+                "provider": {"foldersFromFilesStructure": True},
+            },
+            "datasources": {"enabled": True, "defaultDatasourceEnabled": True},
+        },
+        "resources": _resources("50m", "128Mi", "256Mi") if args.light else _resources("100m", "256Mi", "512Mi"),
+    }
+    values: dict[str, Any] = {
+        "fullnameOverride": RELEASE_NAME,
+        "prometheus": {"prometheusSpec": prometheus_spec},
+        "grafana": grafana,
+        "alertmanager": {"enabled": not args.light},
+        # kube-state-metrics feeds the replicas-not-ready and GPU-node alerts, so even the light stack keeps it.
+        "kube-state-metrics": {"resources": _resources("10m", "64Mi", "128Mi")},
+        # node-exporter needs host access a laptop cluster (kind) may not grant; it adds nothing to LLM dashboards.
+        "nodeExporter": {"enabled": not args.light},
+        "prometheusOperator": {"resources": _resources("50m", "128Mi", "256Mi")},
+    }
+    if not args.light:
+        values["alertmanager"]["alertmanagerSpec"] = {"resources": _resources("20m", "64Mi", "128Mi")}
+    if args.light:
+        # A laptop has no etcd/scheduler/controller-manager endpoints to scrape; the rules would only fire.
+        values["defaultRules"] = {"create": False}
+        for component in ("kubeEtcd", "kubeScheduler", "kubeControllerManager", "kubeProxy"):
+            values[component] = {"enabled": False}
+    return values
+
+
+def _metadata(name: str, namespace: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": {"app.kubernetes.io/part-of": "llm-serving", **(labels or {})},
+    }
+
+
+def _meta_args(
+    name: str, namespace: str, labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None
+) -> k8s.meta.v1.ObjectMetaArgs:
+    plain = _metadata(name, namespace, labels)
+    return k8s.meta.v1.ObjectMetaArgs(
+        name=plain["name"], namespace=plain["namespace"], labels=plain["labels"], annotations=annotations
+    )
+
+
+def pod_monitor(name: str, namespace: str, target_namespace: str, app: str, interval: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": _metadata(name, namespace),
+        "spec": {
+            "namespaceSelector": {"matchNames": [target_namespace]},
+            "selector": {"matchLabels": {"app.kubernetes.io/name": app}},
+            "podMetricsEndpoints": [
+                {
+                    "port": "http",
+                    "path": "/metrics",
+                    "interval": interval,
+                    # Dashboards and alerts group by model and node; pods carry both, metrics do not.
+                    "relabelings": [
+                        {
+                            "sourceLabels": ["__meta_kubernetes_pod_label_llm_serving_model"],
+                            "targetLabel": "model",
+                            "regex": "(.+)",
+                            "action": "replace",
+                        },
+                        {"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"},
+                    ]
+                    if app == VLLM_APP
+                    else [{"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}],
+                }
+            ],
+        },
+    }
+
+
+def dcgm_daemonset(namespace: str, counters_configmap: str) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/name": "dcgm-exporter"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": _metadata("dcgm-exporter", namespace, labels),
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+            "template": {
+                "metadata": {"labels": {**labels, "app.kubernetes.io/part-of": "llm-serving"}},
+                "spec": {
+                    "nodeSelector": {GPU_PRESENT_LABEL: "true"},
+                    "tolerations": [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
+                    "priorityClassName": "system-node-critical",
+                    "automountServiceAccountToken": False,
+                    "containers": [
+                        {
+                            "name": "dcgm-exporter",
+                            "image": DCGM_EXPORTER_IMAGE,
+                            "args": ["-f", "/etc/dcgm-exporter/custom/dcgm-counters.csv"],
+                            "env": [
+                                # Without a GPU request the NVIDIA runtime hides the GPUs; the exporter watches
+                                # all of them and must not take one away from vLLM.
+                                {"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"},
+                                {"name": "DCGM_EXPORTER_LISTEN", "value": f":{DCGM_EXPORTER_PORT}"},
+                                # Adds pod/namespace labels of the workload using each GPU (pod-resources API).
+                                {"name": "DCGM_EXPORTER_KUBERNETES", "value": "true"},
+                            ],
+                            "ports": [{"name": "metrics", "containerPort": DCGM_EXPORTER_PORT}],
+                            "securityContext": {
+                                "privileged": False,
+                                "allowPrivilegeEscalation": False,
+                                "readOnlyRootFilesystem": True,
+                                "runAsNonRoot": False,
+                                "runAsUser": 0,
+                                # SYS_ADMIN, and nothing more: DCGM's profiling (DCP) fields such as
+                                # DCGM_FI_PROF_PIPE_TENSOR_ACTIVE read the GPU's performance counters, which the
+                                # driver only opens to CAP_SYS_ADMIN. Full `privileged` is not needed.
+                                "capabilities": {"drop": ["ALL"], "add": ["SYS_ADMIN"]},
+                            },
+                            "resources": _resources("100m", "256Mi", "512Mi"),
+                            "readinessProbe": {
+                                "httpGet": {"path": "/health", "port": DCGM_EXPORTER_PORT},
+                                "initialDelaySeconds": 10,
+                                "periodSeconds": 10,
+                            },
+                            "livenessProbe": {
+                                "httpGet": {"path": "/health", "port": DCGM_EXPORTER_PORT},
+                                "initialDelaySeconds": 45,
+                                "periodSeconds": 10,
+                            },
+                            "volumeMounts": [
+                                {"name": "counters", "mountPath": "/etc/dcgm-exporter/custom", "readOnly": True},
+                                {
+                                    "name": "pod-resources",
+                                    "mountPath": "/var/lib/kubelet/pod-resources",
+                                    "readOnly": True,
+                                },
+                                {"name": "tmp", "mountPath": "/tmp"},
+                            ],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "counters", "configMap": {"name": counters_configmap}},
+                        {
+                            "name": "pod-resources",
+                            "hostPath": {"path": "/var/lib/kubelet/pod-resources", "type": "Directory"},
+                        },
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    }
+
+
+def scaled_object(model: AutoscaledModel, serving_namespace: str, monitoring_namespace: str) -> dict[str, Any]:
+    query = f'sum(vllm:num_requests_waiting{{namespace="{serving_namespace}", model="{model.name}"}})'
+    return {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": _metadata(model.name, serving_namespace, {"llm-serving/model": model.name}),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": model.name},
+            "minReplicaCount": model.min_replicas,
+            "maxReplicaCount": model.max_replicas,
+            "pollingInterval": 15,
+            # A new vLLM replica takes minutes (node, image, weights); scaling down too eagerly throws that away.
+            "cooldownPeriod": 600,
+            "advanced": {
+                "horizontalPodAutoscalerConfig": {
+                    "behavior": {
+                        "scaleUp": {
+                            "stabilizationWindowSeconds": 60,
+                            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 300}],
+                        },
+                        "scaleDown": {
+                            "stabilizationWindowSeconds": 900,
+                            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 600}],
+                        },
+                    }
+                }
+            },
+            "triggers": [
+                {
+                    "type": "prometheus",
+                    # AverageValue: the HPA divides the queue by the replica count, i.e. waiting per replica.
+                    "metricType": "AverageValue",
+                    "metadata": {
+                        "serverAddress": f"http://{PROMETHEUS_SERVICE}.{monitoring_namespace}.svc:9090",
+                        "query": query,
+                        "threshold": f"{model.target_waiting_requests:g}",
+                        # Prometheus unreachable: keep the current size rather than scale to the minimum.
+                        "ignoreNullValues": "false",
+                    },
+                }
+            ],
+        },
+    }
+
+
+class Monitoring(pulumi.ComponentResource):
+    """Prometheus, Grafana, dashboards, alerts, DCGM exporter (GPU stacks) and KEDA autoscaling of vLLM."""
+
+    namespace: str
+    prometheus_url: str
+    grafana_service: str
+
+    def __init__(self, name: str, args: MonitoringArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("llm-serving:index:Monitoring", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        ns = args.namespace
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata={"name": ns, "labels": {"app.kubernetes.io/part-of": "llm-serving"}},
+            opts=child,
+        )
+        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
+        # Grafana reads its admin credentials from this Secret (grafana.admin.existingSecret), so the password never
+        # sits in helm values, which helm stores in clear in the release record.
+        admin_secret = k8s.core.v1.Secret(
+            f"{name}-grafana-admin",
+            metadata=_meta_args(GRAFANA_ADMIN_SECRET, ns),
+            type="Opaque",
+            string_data={
+                "admin-user": "admin",
+                "admin-password": pulumi.Output.secret(args.grafana_admin_password),
+            },
+            opts=in_ns,
+        )
+        release = k8s.helm.v3.Release(
+            f"{name}-kube-prometheus-stack",
+            name=RELEASE_NAME,
+            chart=KUBE_PROMETHEUS_STACK_CHART,
+            version=KUBE_PROMETHEUS_STACK_VERSION,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=KUBE_PROMETHEUS_STACK_REPO),
+            namespace=ns,
+            values=helm_values(args),
+            # The CRDs (PodMonitor, PrometheusRule) must be established before our objects are applied.
+            atomic=True,
+            timeout=900,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace, admin_secret]),
+        )
+        after_release = pulumi.ResourceOptions(parent=self, depends_on=[release])
+
+        for filename, dashboard in load_dashboards().items():
+            stem = filename.removesuffix(".json")
+            k8s.core.v1.ConfigMap(
+                f"{name}-dashboard-{stem}",
+                metadata=_meta_args(
+                    f"grafana-dashboard-{stem}", ns, {"grafana_dashboard": "1"}, {"grafana_folder": "LLM serving"}
+                ),
+                data={filename: json.dumps(dashboard, indent=1, sort_keys=True)},
+                opts=in_ns,
+            )
+
+        for monitor_name, app in (("vllm", VLLM_APP), ("llm-gateway", GATEWAY_APP)):
+            monitor = pod_monitor(monitor_name, ns, args.serving_namespace, app, args.scrape_interval)
+            k8s.apiextensions.CustomResource(
+                f"{name}-podmonitor-{monitor_name}",
+                api_version=monitor["apiVersion"],
+                kind=monitor["kind"],
+                metadata=monitor["metadata"],
+                spec=monitor["spec"],
+                opts=after_release,
+            )
+        k8s.apiextensions.CustomResource(
+            f"{name}-rules",
+            api_version="monitoring.coreos.com/v1",
+            kind="PrometheusRule",
+            metadata=_metadata("llm-serving-alerts", ns),
+            spec={"groups": rule_groups(args.alerts)},
+            opts=after_release,
+        )
+        if args.gpu_nodes:
+            self._dcgm_exporter(name, args, in_ns, after_release)
+        if args.autoscaled_models:
+            self._keda(name, args, child)
+
+        self.namespace = ns
+        self.prometheus_url = f"http://{PROMETHEUS_SERVICE}.{ns}.svc:9090"
+        self.grafana_service = f"{RELEASE_NAME}-grafana.{ns}.svc"
+        self.register_outputs({"namespace": ns, "prometheus_url": self.prometheus_url})
+
+    def _dcgm_exporter(
+        self, name: str, args: MonitoringArgs, in_ns: pulumi.ResourceOptions, after_release: pulumi.ResourceOptions
+    ) -> None:
+        ns = args.namespace
+        counters = k8s.core.v1.ConfigMap(
+            f"{name}-dcgm-counters",
+            metadata=_meta_args("dcgm-exporter-counters", ns),
+            data={"dcgm-counters.csv": DCGM_COUNTERS_FILE.read_text()},
+            opts=in_ns,
+        )
+        daemonset = dcgm_daemonset(ns, "dcgm-exporter-counters")
+        k8s.apps.v1.DaemonSet(
+            f"{name}-dcgm-exporter",
+            metadata=daemonset["metadata"],
+            spec=daemonset["spec"],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[counters]),
+        )
+        labels = {"app.kubernetes.io/name": "dcgm-exporter"}
+        k8s.core.v1.Service(
+            f"{name}-dcgm-exporter",
+            metadata=_meta_args("dcgm-exporter", ns, labels),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                selector=labels,
+                ports=[k8s.core.v1.ServicePortArgs(name="metrics", port=DCGM_EXPORTER_PORT, target_port="metrics")],
+            ),
+            opts=in_ns,
+        )
+        k8s.apiextensions.CustomResource(
+            f"{name}-servicemonitor-dcgm",
+            api_version="monitoring.coreos.com/v1",
+            kind="ServiceMonitor",
+            metadata=_metadata("dcgm-exporter", ns),
+            spec={
+                "selector": {"matchLabels": labels},
+                "namespaceSelector": {"matchNames": [ns]},
+                "endpoints": [
+                    {
+                        "port": "metrics",
+                        "interval": args.scrape_interval,
+                        # GPU series are per node: name the node, not the exporter pod, in every series.
+                        "relabelings": [{"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}],
+                    }
+                ],
+            },
+            opts=after_release,
+        )
+
+    def _keda(self, name: str, args: MonitoringArgs, child: pulumi.ResourceOptions) -> None:
+        keda_namespace = k8s.core.v1.Namespace(f"{name}-keda-namespace", metadata={"name": "keda"}, opts=child)
+        keda = k8s.helm.v3.Release(
+            f"{name}-keda",
+            name="keda",
+            chart=KEDA_CHART,
+            version=KEDA_VERSION,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=KEDA_REPO),
+            namespace="keda",
+            values={
+                "resources": {
+                    "operator": _resources("50m", "128Mi", "512Mi"),
+                    "metricServer": _resources("50m", "128Mi", "512Mi"),
+                }
+            },
+            atomic=True,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[keda_namespace]),
+        )
+        for model in args.autoscaled_models:
+            obj = scaled_object(model, args.serving_namespace, args.namespace)
+            k8s.apiextensions.CustomResource(
+                f"{name}-scaledobject-{model.name}",
+                api_version=obj["apiVersion"],
+                kind=obj["kind"],
+                metadata=obj["metadata"],
+                spec=obj["spec"],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[keda]),
+            )
