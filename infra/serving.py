@@ -1,14 +1,100 @@
-"""Wiring of device plugin and one vLLM Deployment per model (placeholder until its component lands: registers nothing yet)."""
+"""Wiring of the serving layer: the NVIDIA device plugin on GPU nodes and one vLLM Deployment per model."""
 
 from __future__ import annotations
 
+import math
+from typing import TYPE_CHECKING
+
 import pulumi
 
-from infra.config import PlatformConfig
+from components.device_plugin import DevicePlugin, DevicePluginArgs
+from components.gpu_node_group import NODE_GROUP_LABEL, node_labels
+from components.vllm_deployment import (
+    CPU_STARTUP_BUDGET_SECONDS,
+    VllmDeployment,
+    VllmDeploymentArgs,
+    cpu_pod_resources,
+    gpu_pod_resources,
+)
+from infra.capacity import startup_seconds
+from infra.config import PROJECT, GpuNodeGroupConfig, ModelConfig, PlatformConfig
+from infra.instances import InstanceType, lookup
+from infra.planning import node_group_of, plan_for, weight_gib
+
+if TYPE_CHECKING:
+    from infra.program import Secrets
 
 
-def wire_serving(
-    platform: PlatformConfig, secrets: object, opts: pulumi.ResourceOptions
-) -> dict[str, object]:
-    del platform, secrets, opts
-    return {}
+def node_group_label_value(platform: PlatformConfig, group: GpuNodeGroupConfig) -> str:
+    """The NODE_GROUP_LABEL value that the group's nodes carry (program.py names each GpuNodeGroup this way)."""
+    component_name = f"{PROJECT}-{platform.environment}-{group.name}"
+    return node_labels(component_name, "", {})[NODE_GROUP_LABEL]
+
+
+def smallest_shape(group: GpuNodeGroupConfig) -> InstanceType:
+    """Pods must fit whichever of the group's instance types the autoscaler picks."""
+    return min((lookup(name) for name in group.instance_types), key=lambda shape: (shape.vcpus, shape.memory_gib))
+
+
+def spare_gpus(platform: PlatformConfig, group: GpuNodeGroupConfig) -> int:
+    """GPUs left in the group at max size once every model placed on it runs its configured replicas."""
+    capacity = group.scaling.max_size * lookup(group.instance_types[0]).gpu_count
+    used = sum(model.replicas * model.gpus for model in platform.models if model.node_group == group.name)
+    return capacity - used
+
+
+def cache_size_gib(model: ModelConfig) -> int:
+    # Downloads land in the cache beside the finished files for a while: 1.5x the weights.
+    return model.cache.size_gib or max(10, math.ceil(1.5 * weight_gib(model)))
+
+
+def deployment_args(platform: PlatformConfig, model: ModelConfig, secrets: Secrets) -> VllmDeploymentArgs:
+    if secrets.vllm_api_key is None:
+        raise pulumi.RunError(
+            f"stack {pulumi.get_stack()!r}: secret llm-serving:vllmApiKey is not set; the vLLM servers refuse "
+            "to run without an API key (pulumi config set --secret llm-serving:vllmApiKey <key>)"
+        )
+    group = node_group_of(platform, model)
+    if group is None:
+        cpu, memory = cpu_pod_resources(model, weight_gib(model))
+        return VllmDeploymentArgs(
+            model=model,
+            namespace=platform.namespace,
+            api_key=secrets.vllm_api_key,
+            hf_token=secrets.hf_token,
+            node_group_label=None,
+            cpu=cpu,
+            memory=memory,
+            startup_budget_seconds=CPU_STARTUP_BUDGET_SECONDS,
+            cache_size_gib=cache_size_gib(model),
+        )
+    plan = plan_for(platform, model)
+    assert plan is not None
+    cpu, memory = gpu_pod_resources(smallest_shape(group), model.gpus)
+    return VllmDeploymentArgs(
+        model=model,
+        namespace=platform.namespace,
+        api_key=secrets.vllm_api_key,
+        hf_token=secrets.hf_token,
+        node_group_label=node_group_label_value(platform, group),
+        cpu=model.resources_cpu or cpu,
+        memory=model.resources_memory or memory,
+        # startup_seconds is the expected time; the probe allows twice that, as its docstring advises.
+        startup_budget_seconds=2 * startup_seconds(plan),
+        cache_size_gib=cache_size_gib(model),
+        spare_gpus=spare_gpus(platform, group),
+    )
+
+
+def wire_serving(platform: PlatformConfig, secrets: Secrets, opts: pulumi.ResourceOptions) -> dict[str, object]:
+    if platform.gpu_node_groups:
+        DevicePlugin(
+            "nvidia-device-plugin",
+            DevicePluginArgs(time_slicing_replicas=platform.device_plugin.time_slicing_replicas),
+            opts=opts,
+        )
+    models: dict[str, object] = {}
+    for model in platform.models:
+        deployment = VllmDeployment(model.name, deployment_args(platform, model, secrets), opts=opts)
+        models[model.name] = {"service": deployment.service_url, "headless": deployment.headless_host}
+    return {"models": models}

