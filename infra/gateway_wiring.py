@@ -1,12 +1,141 @@
-"""Wiring of the LLM gateway (placeholder until its component lands: registers nothing yet)."""
+"""Wiring of the LLM gateway: the stack's `gateway` section rendered into the gateway's own config schema.
+
+The schema belongs to the gateway (gateway_image/llm_gateway/config.py); the rendered file is validated with it
+here, so a preview fails on a config the gateway would refuse at start.
+"""
 
 from __future__ import annotations
 
-import pulumi
+import hashlib
+from typing import TYPE_CHECKING, Any
 
+import pulumi
+import yaml
+from llm_gateway.config import ConfigError as GatewayConfigError
+from llm_gateway.config import parse_config
+
+from components.cluster import SYSTEM_NODE_LABEL
+from components.gateway import PORT, Gateway, GatewayArgs
 from infra.config import PlatformConfig
 
+if TYPE_CHECKING:
+    from infra.program import Secrets
 
-def wire_gateway(platform: PlatformConfig, secrets: object, opts: pulumi.ResourceOptions) -> dict[str, object]:
-    del platform, secrets, opts
-    return {}
+VLLM_KEY_ENV = "VLLM_API_KEY"
+OPENAI_KEY_ENV = "OPENAI_API_KEY"
+
+
+def gateway_config(platform: PlatformConfig, team_key_hashes: dict[str, list[str]]) -> dict[str, Any]:
+    """The gateway's config file as a plain dict (teams carry only SHA-256 hashes of their keys)."""
+    gateway = platform.gateway
+    ns = platform.namespace
+    backends: list[dict[str, Any]] = [
+        {
+            "name": model.name,
+            "kind": "vllm",
+            # The headless Service: one A record per ready pod, so the gateway balances pods itself.
+            "dns": {"host": f"{model.name}-pods.{ns}.svc.cluster.local", "port": 8000, "refresh_s": 5.0},
+            "api_key_env": VLLM_KEY_ENV,
+            "model": model.name,
+        }
+        for model in platform.models
+    ]
+    backends += [
+        {"name": api.name, "kind": "openai", "url": api.base_url, "api_key_env": OPENAI_KEY_ENV, "model": api.model}
+        for api in gateway.managed_apis
+    ]
+    routes = [
+        {
+            "model": route.model,
+            "targets": [{"backend": t.backend, "weight": float(t.weight)} for t in route.targets if t.weight > 0],
+            "fallbacks": list(route.fallbacks),
+        }
+        for route in gateway.routes
+    ] or [{"model": model.name, "targets": [{"backend": model.name, "weight": 1.0}]} for model in platform.models]
+    teams = []
+    for team in gateway.teams:
+        entry: dict[str, Any] = {"name": team.name, "key_sha256": sorted(team_key_hashes.get(team.name, []))}
+        for limit in ("requests_per_minute", "monthly_token_limit", "monthly_budget_usd"):
+            if getattr(team, limit) is not None:
+                entry[limit] = getattr(team, limit)
+        teams.append(entry)
+    return {
+        "server": {
+            "host": "0.0.0.0",
+            "port": PORT,
+            "max_body_bytes": gateway.max_body_bytes,
+            "request_timeout_s": gateway.request_timeout_s,
+        },
+        "backends": backends,
+        "routes": routes,
+        "aliases": [alias.model_dump() for alias in gateway.aliases],
+        "teams": teams,
+        "pricing": {name: price.model_dump() for name, price in sorted(gateway.pricing.items())},
+        # Standard output: the node's log pipeline keeps each line even if the pod dies right after answering.
+        "audit": {"path": "-", "include_prompts": gateway.audit_include_prompts},
+        "stream_recovery": gateway.stream_recovery,
+    }
+
+
+def hash_team_keys(stack: str, teams: list[str], keys: dict[str, Any]) -> dict[str, list[str]]:
+    unknown = sorted(set(keys) - set(teams))
+    missing = [team for team in teams if not keys.get(team)]
+    if unknown or missing:
+        raise pulumi.RunError(
+            f"stack {stack!r}: secret llm-serving:teamKeys must give every team in gateway.teams at least one key "
+            f"and name no other team (missing: {missing or 'none'}, unknown: {unknown or 'none'})"
+        )
+    return {team: [hashlib.sha256(str(key).encode()).hexdigest() for key in keys[team]] for team in teams}
+
+
+def render_config_yaml(platform: PlatformConfig, hashes: dict[str, list[str]]) -> str:
+    config = gateway_config(platform, hashes)
+    try:
+        parse_config(config, source=f"stack {pulumi.get_stack()!r}: rendered gateway config")
+    except GatewayConfigError as error:
+        raise pulumi.RunError(str(error)) from None
+    return yaml.safe_dump(config, sort_keys=True)
+
+
+def wire_gateway(platform: PlatformConfig, secrets: Secrets, opts: pulumi.ResourceOptions) -> dict[str, object]:
+    stack = pulumi.get_stack()
+    if secrets.team_keys is None:
+        raise pulumi.RunError(
+            f"stack {stack!r}: secret llm-serving:teamKeys is not set; set it to a JSON object "
+            '{"<team>": ["<key>", ...]} for the teams in gateway.teams (pulumi config set --secret ...)'
+        )
+    teams = [team.name for team in platform.gateway.teams]
+    # Only SHA-256 hashes of high-entropy keys leave the secret: they identify a key but cannot be turned back
+    # into one, so they may live in the ConfigMap (and in the checksum that rolls the pods).
+    hashes = pulumi.Output.unsecret(secrets.team_keys.apply(lambda keys: hash_team_keys(stack, teams, keys or {})))
+    config_yaml = hashes.apply(lambda value: render_config_yaml(platform, value))
+    secret_env: dict[str, pulumi.Output[str]] = {}
+    if secrets.vllm_api_key is not None:
+        secret_env[VLLM_KEY_ENV] = secrets.vllm_api_key
+    if platform.gateway.managed_apis:
+        if secrets.openai_api_key is None:
+            raise pulumi.RunError(
+                f"stack {stack!r}: gateway.managed_apis needs secret llm-serving:openaiApiKey "
+                "(pulumi config set --secret llm-serving:openaiApiKey <key>)"
+            )
+        secret_env[OPENAI_KEY_ENV] = secrets.openai_api_key
+    ingress = platform.gateway.ingress
+    gateway = Gateway(
+        "llm-gateway",
+        GatewayArgs(
+            namespace=platform.namespace,
+            image=platform.gateway.image,
+            replicas=platform.gateway.replicas,
+            max_replicas=platform.gateway.max_replicas,
+            config_yaml=config_yaml,
+            secret_env=secret_env,
+            node_selector=dict(SYSTEM_NODE_LABEL) if platform.aws is not None else None,
+            ingress_kind=ingress.kind,
+            ingress_host=ingress.host,
+            ingress_tls_secret=ingress.tls_secret_name,
+            certificate_arn=ingress.certificate_arn,
+            internal=ingress.internal,
+        ),
+        opts=opts,
+    )
+    return {"gateway_url": gateway.service_url}

@@ -85,13 +85,11 @@ def _clean(value: Any) -> Any:
     if isinstance(value, dict):
         signature = value.get(_SIG_KEY)
         if signature == _SECRET_SIG:
-            return SECRET_MARK
+            return _mask(value.get("value"))
         if signature == _RESOURCE_SIG:
             return value.get("urn", "")
         if signature == _OUTPUT_SIG:
-            if value.get("secret"):
-                return SECRET_MARK
-            return _clean(value.get("value"))
+            return _mask(value.get("value")) if value.get("secret") else _clean(value.get("value"))
         return {key: _clean(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_clean(item) for item in value]
@@ -100,6 +98,15 @@ def _clean(value: Any) -> Any:
     if value == _UNKNOWN:
         return "[unknown]"
     return value
+
+
+def _mask(value: Any) -> Any:
+    """Mask every leaf of a secret but keep its shape (a Secret's keys stay readable and schema-valid)."""
+    if isinstance(value, dict) and _SIG_KEY not in value:
+        return {key: _mask(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_mask(item) for item in value]
+    return SECRET_MARK
 
 
 def _is_kubernetes_object(record: Recorded) -> bool:
@@ -158,6 +165,18 @@ def run(stack: str, secret_values: dict[str, Any] | None = None, config: dict[st
     return RenderResult(stack=stack, resources=resources, outputs=monitor.stack_outputs)
 
 
+class _ReadableDumper(yaml.SafeDumper):
+    """Multi-line strings (embedded config files, dashboards) as literal blocks, so a diff shows changed lines."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value and not any(line != line.rstrip() for line in value.splitlines()) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_ReadableDumper.add_representer(str, _represent_str)
+
+
 def _component_of(record: Recorded, by_urn: dict[str, Recorded]) -> str:
     parent = by_urn.get(record.parent)
     while parent is not None and parent.custom:
@@ -183,7 +202,9 @@ def write(result: RenderResult, out_dir: Path) -> dict[str, str]:
                 obj.get("metadata", {}).get("name", ""),
             )
         )
-        files[f"{component}.yaml"] = yaml.safe_dump_all(objects, sort_keys=True, default_flow_style=False, width=120)
+        files[f"{component}.yaml"] = yaml.dump_all(
+            objects, Dumper=_ReadableDumper, sort_keys=True, default_flow_style=False, width=120
+        )
     plan = [
         {
             "type": record.type,
