@@ -1,0 +1,186 @@
+"""Start a real vLLM OpenAI server (CPU build) on 127.0.0.1 with the arguments our component renders.
+
+Reusable: `start_vllm(tmp_path)` returns a `VllmServer` (base_url, api_key, process) and `stop_vllm` ends it;
+`running_vllm(tmp_path)` is the same as a context manager, and `vllm_server` a module-scoped pytest fixture.
+The argument list and environment come from the `local` stack's rendered Deployment: only `--model` (a tiny
+Llama built on the spot), `--port` (a free one) and `--host` (loopback, not every interface) are swapped.
+Needs the `vllm` extra (scripts/install-vllm.sh); callers mark their tests `vllm`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.tiny_model import build_tiny_llama
+
+START_TIMEOUT_SECONDS = 300
+STOP_TIMEOUT_SECONDS = 20
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class VllmServer:
+    base_url: str  # e.g. http://127.0.0.1:41234/v1
+    api_key: str
+    process: subprocess.Popen[bytes]
+    model: str  # the served model name
+    log_path: Path
+
+    @property
+    def root_url(self) -> str:
+        return self.base_url.removesuffix("/v1")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def rendered_local_container() -> dict[str, Any]:
+    """The vLLM container of the `local` stack's Deployment, as the render records it."""
+    from infra import render
+
+    deployments = [
+        obj
+        for obj in render.run("local").kubernetes_objects()
+        if obj["kind"] == "Deployment" and obj["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "vllm"
+    ]
+    assert len(deployments) == 1, f"expected one vLLM Deployment in the local stack, got {len(deployments)}"
+    containers = deployments[0]["spec"]["template"]["spec"]["containers"]
+    return next(container for container in containers if container["name"] == "vllm")
+
+
+def _swap(args: list[str], flag: str, value: str) -> list[str]:
+    index = args.index(flag)
+    return [*args[: index + 1], value, *args[index + 2 :]]
+
+
+def local_serve_args(model_dir: Path, port: int) -> list[str]:
+    args = list(rendered_local_container()["args"])
+    args = _swap(args, "--model", str(model_dir))
+    args = _swap(args, "--port", str(port))
+    return _swap(args, "--host", HOST)
+
+
+def local_serve_env(api_key: str, work_dir: Path) -> dict[str, str]:
+    """The Deployment's plain env values, secrets replaced by local ones, paths moved under work_dir."""
+    env = dict(os.environ)
+    for item in rendered_local_container().get("env", []):
+        if "value" in item:
+            env[item["name"]] = str(item["value"])
+    env |= {
+        "VLLM_API_KEY": api_key,
+        "HF_HOME": str(work_dir / "hf-home"),
+        "HF_HUB_OFFLINE": "1",
+        "VLLM_NO_USAGE_STATS": "1",
+        # Each start leaves IPC sockets and compile caches behind: keep them in the test's folder.
+        "TMPDIR": str(work_dir / "tmp"),
+        "VLLM_CACHE_ROOT": str(work_dir / "vllm-cache"),
+    }
+    env.pop("HF_TOKEN", None)
+    (work_dir / "tmp").mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def _vllm_command() -> list[str]:
+    # The container runs `vllm serve`; the console script sits beside this interpreter.
+    script = Path(sys.executable).parent / "vllm"
+    if not script.exists():
+        raise RuntimeError(f"no `vllm` console script at {script}: run scripts/install-vllm.sh")
+    return [str(script), "serve"]
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def start_vllm(tmp_path: Path, timeout: float = START_TIMEOUT_SECONDS) -> VllmServer:
+    """Build the tiny model, start the server with the local stack's arguments, wait for /health."""
+    model_dir = build_tiny_llama(tmp_path / "tiny-llama")
+    port = free_port()
+    api_key = "test-" + secrets.token_hex(8)
+    args = local_serve_args(model_dir, port)
+    log_path = tmp_path / "vllm.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*_vllm_command(), *args],
+            env=local_serve_env(api_key, tmp_path),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            # Own process group: vLLM forks an engine core; stop_vllm signals the whole group it started.
+            start_new_session=True,
+        )
+    server = VllmServer(
+        base_url=f"http://{HOST}:{port}/v1",
+        api_key=api_key,
+        process=process,
+        model=args[args.index("--served-model-name") + 1],
+        log_path=log_path,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"vLLM exited with {process.returncode} before /health:\n{_tail(log_path)}")
+        try:
+            with urllib.request.urlopen(f"{server.root_url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return server
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.5)
+    stop_vllm(server)
+    raise RuntimeError(f"vLLM not healthy after {timeout:.0f} s:\n{_tail(log_path)}")
+
+
+def stop_vllm(server: VllmServer) -> None:
+    """SIGTERM the server's process group, then SIGKILL what is left after STOP_TIMEOUT_SECONDS."""
+    process = server.process
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        # Engine-core children may outlive the API process; they share its group.
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=STOP_TIMEOUT_SECONDS)
+
+
+@contextmanager
+def running_vllm(tmp_path: Path) -> Iterator[VllmServer]:
+    server = start_vllm(tmp_path)
+    try:
+        yield server
+    finally:
+        stop_vllm(server)
+
+
+@pytest.fixture(scope="module")
+def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
+    """One real vLLM server per test module (start-up takes ~25 s with --enforce-eager)."""
+    pytest.importorskip("vllm", reason="needs the vLLM CPU build: scripts/install-vllm.sh")
+    with running_vllm(tmp_path_factory.mktemp("vllm")) as server:
+        yield server
