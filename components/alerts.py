@@ -7,7 +7,6 @@ synthetic bad series and stays quiet on a healthy one.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +35,7 @@ def _alert(name: str, expr: str, for_minutes: int, severity: str, summary: str, 
         # One line: promtool and Prometheus do not care, but people reading `kubectl get prometheusrule -o yaml` do.
         "expr": " ".join(expr.split()),
         "for": f"{for_minutes}m",
-        "labels": {"severity": severity, "team": "llm-platform"},
+        "labels": {"severity": severity, "owner": "llm-platform"},
         "annotations": {
             "summary": summary,
             "description": description,
@@ -47,7 +46,8 @@ def _alert(name: str, expr: str, for_minutes: int, severity: str, summary: str, 
 
 def _vllm_rules(settings: AlertSettings) -> list[dict[str, Any]]:
     ns = settings.serving_namespace
-    deployments = "|".join(re.escape(name) for name in settings.model_deployments)
+    # Model names are DNS labels ([a-z0-9-]): nothing to escape in a regex (and PromQL rejects Python's `\-`).
+    deployments = "|".join(settings.model_deployments)
     return [
         _alert(
             "VllmReplicasNotReady",
