@@ -65,6 +65,7 @@ def build_tiny_llama(directory: Path, max_position_embeddings: int = 4096, vocab
         tie_word_embeddings=False,
     )
     torch.manual_seed(0)
-    model = LlamaForCausalLM(config).to(torch.bfloat16)
+    # float32 on disk; the server casts to the `--dtype` it is given.
+    model = LlamaForCausalLM(config)
     model.save_pretrained(directory, safe_serialization=True)
     return directory
