@@ -39,16 +39,16 @@ class Backend:
             base_url,
             self.config.health.failures_to_eject,
             self.config.health.cooldown_s,
-            self._publish_health,
+            self.publish_health,
         )
-        self._publish_health(endpoint)
+        self.publish_health(endpoint)
         return endpoint
 
     def forget_endpoint(self, endpoint: Endpoint) -> None:
         with contextlib.suppress(KeyError):
             self.metrics.endpoint_healthy.remove(self.name, endpoint.label)
 
-    def _publish_health(self, endpoint: Endpoint) -> None:
+    def publish_health(self, endpoint: Endpoint) -> None:
         self.metrics.endpoint_healthy.labels(self.name, endpoint.label).set(1 if endpoint.healthy else 0)
 
     @property

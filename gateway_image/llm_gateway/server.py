@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sys
 import time
-import uuid
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ class Gateway:
                     assert self.config_path is not None, "reload without a config needs the config file path"
                     config = load_config(self.config_path)
                 runtime = Runtime(config, self.metrics, self.ledger, self.buckets)
+                _carry_health(self.runtime, runtime)
                 await runtime.start()
             except (ConfigError, OSError) as exc:
                 if runtime is not None:
@@ -138,6 +140,13 @@ class Gateway:
             exchange.status = error.status
             exchange.reason = error.reason
             return error_response(error, exchange.request_id)
+        except Exception:
+            # A bug must still answer in OpenAI's format, with an id to find the traceback by.
+            print(f"llm-gateway: request {exchange.request_id} failed:", file=sys.stderr)
+            traceback.print_exc()
+            exchange.status, exchange.reason = 500, "internal_error"
+            internal = GatewayError(500, "Internal gateway error.", "internal_error")
+            return error_response(internal, exchange.request_id)
         finally:
             runtime.in_flight -= 1
             self.metrics.in_flight.dec()
@@ -222,11 +231,26 @@ class Gateway:
         return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+def _carry_health(old: Runtime, new: Runtime) -> None:
+    """Endpoints that survive a reload keep their health, so a dead one does not get traffic again."""
+    for name, backend in new.backends.items():
+        previous = old.backends.get(name)
+        if previous is None:
+            continue
+        known = {endpoint.base_url: endpoint for endpoint in previous.endpoints}
+        for endpoint in backend.endpoints:
+            before = known.get(endpoint.base_url)
+            if before is not None:
+                endpoint.healthy, endpoint.failures = before.healthy, before.failures
+                endpoint.ejected_until = before.ejected_until
+                backend.publish_health(endpoint)
+
+
 def _request_id(request: web.Request) -> str:
     given = request.headers.get("x-request-id")
     if given and REQUEST_ID.match(given):
         return given
-    return uuid.uuid4().hex
+    return os.urandom(12).hex()
 
 
 async def _read_body(request: web.Request, limit: int) -> tuple[bytes, dict[str, Any]]:

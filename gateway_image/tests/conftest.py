@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import socket
 import threading
+import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,8 +47,17 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def close(self) -> None:
+        async def cancel_leftovers() -> None:
+            # Handlers of upstreams that were still sleeping when their server stopped.
+            tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        self.run(cancel_leftovers(), timeout=10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        self.loop.close()
 
 
 class Harness:
@@ -94,6 +105,18 @@ class Harness:
     @property
     def audit_path(self) -> Path:
         return self.tmp_path / "audit.jsonl"
+
+    def audit(self, count: int) -> list[dict[str, Any]]:
+        """The audit lines once there are `count` of them: a stream's line is written just after its last byte."""
+        lines: list[dict[str, Any]] = []
+        for _ in range(200):
+            text = self.audit_path.read_text() if self.audit_path.exists() else ""
+            lines = [json.loads(line) for line in text.splitlines()]
+            if len(lines) >= count:
+                break
+            time.sleep(0.01)
+        assert len(lines) == count, lines
+        return lines
 
 
 def team(name: str, key: str, **limits: Any) -> dict[str, Any]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
 from conftest import KEY, OTHER_KEY, Harness, backend, client, metric, team
-from llm_gateway.config import parse_config
+from llm_gateway.config import load_config, parse_config
 
 pytestmark = pytest.mark.network
 
@@ -90,7 +91,7 @@ def test_usage_and_cost_in_audit_and_metrics(harness: Harness) -> None:
         ask(url)
     with pytest.raises(openai.NotFoundError):
         client(url).chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
-    lines = [json.loads(line) for line in harness.audit_path.read_text().splitlines()]
+    lines = harness.audit(4)
     assert len(lines) == 4
     ok = lines[0]
     assert (ok["team"], ok["model"], ok["backend"], ok["status"]) == ("alpha", "llama", "vllm-a", 200)
@@ -119,7 +120,7 @@ def test_include_prompts_logs_the_request(harness: Harness) -> None:
     upstream = harness.upstream("a")
     _, url = harness.gateway(config(upstream, audit={"path": str(harness.audit_path), "include_prompts": True}))
     ask(url)
-    line = json.loads(harness.audit_path.read_text())
+    line = harness.audit(1)[0]
     assert line["request"]["messages"] == [{"role": "user", "content": "a b"}]
 
 
@@ -199,3 +200,9 @@ def test_config_errors_name_the_key_and_what_is_accepted() -> None:
         with pytest.raises(ValueError, match="invalid") as caught:
             parse_config(raw)
         assert expected in str(caught.value), str(caught.value)
+
+
+def test_example_config_is_valid() -> None:
+    config = load_config(Path(__file__).parent.parent / "config.example.yaml")
+    assert config.backends[0].dns is not None and config.backends[1].health_path == "/v1/models"
+    assert [route.model for route in config.routes] == ["llama-3.1-8b", "gpt-4o-mini"]

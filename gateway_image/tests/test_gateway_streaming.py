@@ -65,7 +65,7 @@ def test_usage_chunk_is_stripped_unless_asked_for_and_counted(harness: Harness) 
     usage = json.loads(asked[-2])["usage"]
     assert usage == {"prompt_tokens": 3, "completion_tokens": 13, "total_tokens": 16}
 
-    audit = [json.loads(line) for line in harness.audit_path.read_text().splitlines()]
+    audit = harness.audit(2)
     assert [(a["prompt_tokens"], a["completion_tokens"], a["stream"]) for a in audit] == [(3, 13, True)] * 2
     assert audit[0]["cost_usd"] == pytest.approx((3 * 1000 + 13 * 2000) / 1e6)
     assert audit[0]["ttft_s"] is not None and audit[0]["ttft_s"] <= audit[0]["latency_s"]
@@ -85,7 +85,7 @@ def test_stream_cut_mid_answer_ends_with_an_error_event(harness: Harness) -> Non
             model="llama", messages=[{"role": "user", "content": "hi"}], stream=True
         ):
             pass
-    audit = [json.loads(line) for line in harness.audit_path.read_text().splitlines()]
+    audit = harness.audit(2)
     assert audit[-1]["status"] == 502 and audit[-1]["error"] == "stream_interrupted"
 
 
@@ -124,5 +124,5 @@ def test_stream_recovery_stitches_the_answer_on_another_backend(harness: Harness
     assert continuation["continue_final_message"] is True and continuation["add_generation_prompt"] is False
     assert continuation["messages"][-1] == {"role": "assistant", "content": "the quick brown fox jumps"}
     assert continuation["max_tokens"] == 95
-    audit = json.loads(harness.audit_path.read_text().splitlines()[-1])
+    audit = harness.audit(1)[0]
     assert (audit["status"], audit["attempts"], audit["backend"]) == (200, 2, "spare")
