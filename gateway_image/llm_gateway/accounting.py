@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
 
 from .config import PriceConfig
 
@@ -49,3 +52,25 @@ class Ledger:
         usage.tokens += tokens
         usage.spend_usd += spend_usd
         return usage
+
+    def restore(self, audit_path: str | Path, now: dt.datetime | None = None) -> int:
+        """Add this month's usage found in an audit file, so a restarted gateway keeps counting; returns lines used.
+
+        Each replica counts only what it served itself: limits hold per replica unless the audit file is shared.
+        """
+        now = now or dt.datetime.now(dt.UTC)
+        month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
+        used = 0
+        with open(audit_path, "rb") as lines:
+            for line in lines:
+                try:
+                    record = orjson.loads(line)
+                    if record["time"] < month_start or not (record["prompt_tokens"] or record["completion_tokens"]):
+                        continue
+                    usage = self.usage(str(record["team"]), now)
+                    usage.tokens += int(record["prompt_tokens"]) + int(record["completion_tokens"])
+                    usage.spend_usd += float(record["cost_usd"])
+                    used += 1
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                    continue  # a torn last line after a crash, or a line of another format
+        return used

@@ -32,6 +32,8 @@ class Exchange:
         "prompt_tokens",
         "reason",
         "request_id",
+        "requested_model",
+        "route",
         "started",
         "status",
         "stream",
@@ -43,7 +45,9 @@ class Exchange:
         self.request_id = request_id
         self.started = started
         self.team = "unknown"
-        self.model = "unknown"
+        self.model = "unknown"  # a metrics label: only names from the config, so its cardinality stays bounded
+        self.requested_model = ""
+        self.route = ""
         self.backend = "none"
         self.endpoint = ""
         self.attempts = 0

@@ -33,6 +33,8 @@ class Gateway:
         self.config_path = config_path
         self.metrics = Metrics()
         self.ledger = Ledger()
+        if config.audit.path != "-" and Path(config.audit.path).is_file():
+            self.ledger.restore(config.audit.path)
         self.buckets: dict[str, TokenBucket] = {}
         self.runtime = Runtime(config, self.metrics, self.ledger, self.buckets)
         self.draining = False
@@ -130,10 +132,11 @@ class Gateway:
             model = body.get("model")
             if not isinstance(model, str) or not model:
                 raise GatewayError(400, "'model' must be a non-empty string.", "bad_request", param="model")
-            exchange.model = model
+            exchange.requested_model = model
             _check_fields(body, content_key)
             exchange.stream = stream = content_key != "input" and body.get("stream") is True
             route = await self._route(runtime, model, body)
+            exchange.model, exchange.route = model, route.model
             forwarder = Forwarder(request, runtime, exchange, path, body, raw_body, stream)
             return await forwarder.run(route)
         except GatewayError as error:
@@ -177,7 +180,7 @@ class Gateway:
             metrics.child(metrics.errors, *labels, exchange.reason).inc()
         if exchange.prompt_tokens or exchange.completion_tokens:
             backend = runtime.backends.get(exchange.backend)
-            price = runtime.price(backend, exchange.model) if backend is not None else None
+            price = runtime.price(backend, exchange.route) if backend is not None else None
             exchange.cost_usd = cost_usd(price, exchange.prompt_tokens, exchange.completion_tokens)
             metrics.child(metrics.input_tokens, *labels).inc(exchange.prompt_tokens)
             metrics.child(metrics.output_tokens, *labels).inc(exchange.completion_tokens)
@@ -195,7 +198,8 @@ class Gateway:
             "time": time.time(),
             "request_id": exchange.request_id,
             "team": exchange.team,
-            "model": exchange.model,
+            "model": exchange.requested_model,
+            "route": exchange.route,
             "backend": exchange.backend,
             "endpoint": exchange.endpoint,
             "attempts": exchange.attempts,

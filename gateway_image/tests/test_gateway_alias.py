@@ -34,6 +34,11 @@ def test_auto_alias_routes_by_complexity(harness: Harness) -> None:
     c.chat.completions.create(model="auto", messages=[{"role": "user", "content": COMPLEX_PROMPT}])
     assert (len(small.requests), len(large.requests)) == (1, 1)
     assert sorted(m.id for m in c.models.list().data) == ["auto", "llama-70b", "llama-8b"]
+    audit = harness.audit(2)
+    assert [(a["model"], a["route"], a["backend"]) for a in audit] == [
+        ("auto", "llama-8b", "small"),
+        ("auto", "llama-70b", "large"),
+    ]
 
 
 def test_bad_scorer_options_are_a_config_error(harness: Harness) -> None:

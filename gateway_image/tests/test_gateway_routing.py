@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import Counter
+from collections.abc import Callable
 
 import httpx
 import openai
@@ -190,3 +192,53 @@ def test_dns_backend_resolves_and_balances(harness: Harness) -> None:
         c.chat.completions.create(model="llama", messages=[{"role": "user", "content": "x"}])
     assert len(upstream.requests) == 6
     assert Counter(r["model"] for r in upstream.requests) == {"llama": 6}
+
+
+def test_recovered_endpoint_is_readmitted_after_the_cooldown(harness: Harness) -> None:
+    first, second = harness.upstream("first"), harness.upstream("second")
+    _, url = harness.gateway(
+        {
+            "backends": [
+                backend("pool", first, second, health={"interval_s": 0.05, "failures_to_eject": 1, "cooldown_s": 0.2})
+            ],
+            "routes": [{"model": "llama", "targets": [{"backend": "pool"}]}],
+        }
+    )
+    label = {"backend": "pool", "endpoint": f"127.0.0.1:{first.port}"}
+    harness.stop_upstream(first)
+    assert wait_for(lambda: metric(url, "llm_gateway_endpoint_healthy", **label) == 0)
+    assert httpx.get(url + "/readyz").status_code == 200  # the other endpoint still serves
+    harness.servers.run(first.start())  # same port again
+    assert wait_for(lambda: metric(url, "llm_gateway_endpoint_healthy", **label) == 1)
+    before = len(first.requests)
+    c = client(url)
+    for _ in range(10):
+        c.chat.completions.create(model="llama", messages=[{"role": "user", "content": "x"}])
+    assert len(first.requests) > before
+
+
+def test_readyz_fails_when_no_endpoint_is_healthy(harness: Harness) -> None:
+    only = harness.upstream("only")
+    _, url = harness.gateway(
+        {
+            "backends": [backend("solo", only, health={"interval_s": 0.05, "failures_to_eject": 1, "cooldown_s": 60})],
+            "routes": [{"model": "llama", "targets": [{"backend": "solo"}]}],
+        }
+    )
+    assert httpx.get(url + "/readyz").status_code == 200
+    harness.stop_upstream(only)
+    assert wait_for(lambda: httpx.get(url + "/readyz").status_code == 503)
+    with pytest.raises(openai.APIStatusError) as caught:
+        client(url).chat.completions.create(model="llama", messages=[{"role": "user", "content": "x"}])
+    assert caught.value.status_code == 503
+    assert caught.value.response.json()["error"]["code"] == "no_healthy_upstream"
+    assert httpx.get(url + "/healthz").status_code == 200  # alive all the same
+
+
+def wait_for(condition: Callable[[], bool], attempts: int = 100) -> bool:
+    """Poll a condition a bounded number of times, 20 ms apart."""
+    for _ in range(attempts):
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
