@@ -63,13 +63,11 @@ def vllm_metric_names() -> set[str] | None:
                 (
                     kw.value.value
                     for kw in node.keywords
-                    if kw.arg == "name"
-                    and isinstance(kw.value, ast.Constant)
-                    and str(kw.value.value).startswith("vllm:")
+                    if kw.arg == "name" and isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str)
                 ),
                 None,
             )
-            if name is None:
+            if not isinstance(name, str) or not name.startswith("vllm:"):
                 continue
             func = node.func
             kind = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
@@ -86,7 +84,7 @@ def vllm_metric_names() -> set[str] | None:
 
 def dcgm_metric_names() -> set[str]:
     """DCGM fields the exporter is configured with (the shipped counters CSV); the exporter names series after them."""
-    names = set()
+    names: set[str] = set()
     for line in DCGM_COUNTERS_FILE.read_text().splitlines():
         field = line.split(",")[0].strip()
         if field and not field.startswith("#"):
@@ -185,6 +183,7 @@ def gateway_with_fake_upstream(tmp_path: Path) -> Iterator[GatewayRun]:
         "pricing": {"llama": {"input_per_million": 1.0, "output_per_million": 2.0}},
         "audit": {"path": str(tmp_path / "audit.jsonl")},
     }
+    tmp_path.mkdir(parents=True, exist_ok=True)
     config_path = tmp_path / "gateway.yaml"
     config_path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "PYTHONPATH": str(ROOT / "gateway_image")}
