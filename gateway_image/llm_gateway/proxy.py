@@ -18,6 +18,9 @@ from .routing import Route
 from .runtime import Runtime
 from .sse import SseRelay, error_event
 
+# Endpoints of one backend tried for a request before its fallbacks get their turn.
+ENDPOINT_TRIES_PER_BACKEND = 2
+
 
 class Exchange:
     """What the audit line and the metrics say about one request."""
@@ -135,11 +138,12 @@ class Forwarder:
         last: RetryableFailure | None = None
         previous: Backend | None = None
         index = 0
+        on_backend = 0  # attempts on chain[index]
         while index < len(chain) and self.exchange.attempts < max_attempts:
             backend = chain[index]
             endpoint = pick_endpoint(backend.endpoints, self.tried)
             if endpoint is None:
-                index += 1
+                index, on_backend = index + 1, 0
                 continue
             if previous is not None and previous is not backend:
                 self.runtime.metrics.child(
@@ -156,8 +160,11 @@ class Forwarder:
                 last = failure
                 self.tried.add(endpoint)
                 previous = backend
-                if not failure.endpoint_only:
-                    index += 1
+                on_backend += 1
+                # A refused connection is one endpoint's problem: try a sibling, but leave attempts for the fallbacks.
+                last_backend = index == len(chain) - 1
+                if not failure.endpoint_only or (on_backend >= ENDPOINT_TRIES_PER_BACKEND and not last_backend):
+                    index, on_backend = index + 1, 0
         if last is None:
             raise GatewayError(503, f"No healthy upstream for model {self.route_model!r}.", "no_healthy_upstream")
         raise last.as_gateway_error()
@@ -195,7 +202,7 @@ class Forwarder:
 
     def _check_status(self, status: int, data: bytes, endpoint: Endpoint, headers: Any) -> web.Response | None:
         """None for a 200; a response to pass on for other final statuses; raise for retryable ones."""
-        if status == 200:
+        if 200 <= status < 300:
             return None
         if status >= 500 or status == 429:
             if status >= 500:
@@ -207,7 +214,7 @@ class Forwarder:
                 endpoint_only=False,
                 retry_after=headers.get("Retry-After"),
             )
-        self.exchange.reason = "bad_request" if status < 500 else "upstream_error"
+        self.exchange.reason = "bad_request"  # the backend refused the request itself, e.g. a prompt too long
         return web.Response(
             status=status,
             body=_with_request_id(data, status, self.exchange.request_id),
@@ -317,7 +324,7 @@ class Forwarder:
                     url, data=payload, headers=self._headers(backend), timeout=backend.client_timeout
                 ) as upstream,
             ):
-                if upstream.status != 200:
+                if not 200 <= upstream.status < 300:
                     passed_on = self._check_status(upstream.status, await upstream.read(), endpoint, upstream.headers)
                     self.exchange.status = upstream.status
                     return passed_on

@@ -242,3 +242,21 @@ def wait_for(condition: Callable[[], bool], attempts: int = 100) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def test_dead_endpoints_leave_attempts_for_the_fallback(harness: Harness) -> None:
+    dead = [harness.upstream(f"dead{i}") for i in range(3)]
+    spare = harness.upstream("spare")
+    _, url = harness.gateway(
+        {
+            "backends": [backend("pool", *dead), backend("spare", spare, kind="openai")],
+            "routes": [{"model": "llama", "targets": [{"backend": "pool"}], "fallbacks": ["spare"]}],
+        }
+    )
+    for upstream in dead:
+        harness.stop_upstream(upstream)
+    reply = client(url).chat.completions.create(model="llama", messages=[{"role": "user", "content": "x"}])
+    assert reply.choices[0].message.content == spare.behaviour.answer
+    audit = harness.audit(1)[0]
+    # Two siblings of the dead pool were tried, then the fallback: three attempts, the configured maximum.
+    assert (audit["attempts"], audit["backend"], audit["status"]) == (3, "spare", 200)
