@@ -27,10 +27,12 @@ def _vllm_containers(stack: str) -> list[dict[str, Any]]:
     ]
 
 
+def _served_name(args: list[str]) -> str:
+    return args[args.index("--served-model-name") + 1]
+
+
 RENDERED = [
-    pytest.param(
-        container["args"], id=f"{stack}-{container['args'][container['args'].index('--served-model-name') + 1]}"
-    )
+    pytest.param(container["args"], id=f"{stack}-{_served_name(container['args'])}")
     for stack in render.stack_names()
     for container in _vllm_containers(stack)
 ]
@@ -106,5 +108,5 @@ def test_engine_config_catches_a_length_beyond_the_model(serve_parser: argparse.
     model_dir = build_tiny_llama(tmp_path / "tiny-llama", max_position_embeddings=1024)
     args = list(_vllm_containers("local")[0]["args"])
     args[args.index("--model") + 1] = str(model_dir)
-    with pytest.raises(Exception, match="max_model_len|max_position_embeddings"):
+    with pytest.raises(Exception, match=r"max_model_len|max_position_embeddings"):
         AsyncEngineArgs.from_cli_args(serve_parser.parse_args(args)).create_engine_config()
