@@ -200,6 +200,7 @@ def dcgm_daemonset(namespace: str, counters_configmap: str) -> dict[str, Any]:
                     "tolerations": [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
                     "priorityClassName": "system-node-critical",
                     "automountServiceAccountToken": False,
+                    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
                     "containers": [
                         {
                             "name": "dcgm-exporter",
@@ -225,7 +226,12 @@ def dcgm_daemonset(namespace: str, counters_configmap: str) -> dict[str, Any]:
                                 # driver only opens to CAP_SYS_ADMIN. Full `privileged` is not needed.
                                 "capabilities": {"drop": ["ALL"], "add": ["SYS_ADMIN"]},
                             },
-                            "resources": _resources("100m", "256Mi", "512Mi"),
+                            # A CPU limit here (unlike Prometheus): an exporter on a GPU node must never take CPU
+                            # the vLLM engine needs for scheduling and detokenizing.
+                            "resources": {
+                                "requests": {"cpu": "100m", "memory": "256Mi"},
+                                "limits": {"cpu": "500m", "memory": "512Mi"},
+                            },
                             "readinessProbe": {
                                 "httpGet": {"path": "/health", "port": DCGM_EXPORTER_PORT},
                                 "initialDelaySeconds": 10,
@@ -413,6 +419,28 @@ class Monitoring(pulumi.ComponentResource):
             spec=k8s.core.v1.ServiceSpecArgs(
                 selector=labels,
                 ports=[k8s.core.v1.ServicePortArgs(name="metrics", port=DCGM_EXPORTER_PORT, target_port="metrics")],
+            ),
+            opts=in_ns,
+        )
+        # Only Prometheus may read the exporter (GPU inventory and workload names are not for every pod).
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-dcgm-exporter",
+            metadata=_meta_args("dcgm-exporter", ns, labels),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+                policy_types=["Ingress"],
+                ingress=[
+                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                        from_=[
+                            k8s.networking.v1.NetworkPolicyPeerArgs(
+                                pod_selector=k8s.meta.v1.LabelSelectorArgs(
+                                    match_labels={"app.kubernetes.io/name": "prometheus"}
+                                )
+                            )
+                        ],
+                        ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=DCGM_EXPORTER_PORT, protocol="TCP")],
+                    )
+                ],
             ),
             opts=in_ns,
         )

@@ -136,6 +136,12 @@ def test_dcgm_exporter_runs_on_gpu_nodes_only_tolerating_their_taint(stack: str)
     mount = next(m for m in container["volumeMounts"] if m["name"] == "counters")
     assert container["args"] == ["-f", f"{mount['mountPath']}/dcgm-counters.csv"]
     assert {"name": "counters", "configMap": {"name": "dcgm-exporter-counters"}} in pod["volumes"]
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    policy = objects(stack, "NetworkPolicy")["dcgm-exporter"]["spec"]
+    assert policy["podSelector"]["matchLabels"] == daemonset["spec"]["selector"]["matchLabels"]
+    (rule,) = policy["ingress"]
+    assert rule["ports"] == [{"port": 9400, "protocol": "TCP"}]
+    assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}]
     service = objects(stack, "Service")["dcgm-exporter"]
     assert service["spec"]["selector"] == daemonset["spec"]["selector"]["matchLabels"]
     monitor = objects(stack, "ServiceMonitor")["dcgm-exporter"]
@@ -213,7 +219,7 @@ def test_light_local_stack_is_laptop_sized() -> None:
 @pytest.mark.parametrize("stack", ["prod", "local"])
 def test_plain_kubernetes_objects_pass_strict_schema_validation(stack: str) -> None:
     version = stack_platform(stack).cluster_version
-    for kind in ("DaemonSet", "Service", "ConfigMap", "Secret", "Namespace"):
+    for kind in ("DaemonSet", "Service", "ConfigMap", "Secret", "Namespace", "NetworkPolicy"):
         for obj in objects(stack, kind).values():
             checked = obj if obj.get("stringData") != render.SECRET_MARK else {**obj, "stringData": {}}
             kubernetes_validate.validate(checked, version, strict=True)
