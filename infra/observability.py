@@ -11,14 +11,23 @@ from infra.sizing import node_group_gpu
 
 
 def replica_bounds(platform: PlatformConfig, model: ModelConfig) -> tuple[int, int]:
-    """(min, max) replicas for an autoscaled model: from `replicas` up to what its node group's GPUs can hold."""
+    """(min, max) replicas for an autoscaled model: from `replicas` up to what its node group's GPUs can hold.
+
+    The ceiling is the group's GPUs at max_size (max_size x GPUs per node), less the GPUs the other models placed
+    on the same group hold at their own minimum, divided by the GPUs one replica needs.
+    """
     assert model.autoscaling is not None
     ceiling = model.autoscaling.max_replicas
     group = next((group for group in platform.gpu_node_groups if group.name == model.node_group), None)
     if group is not None:
         gpus = group.scaling.max_size * node_group_gpu(group).gpu_count
-        ceiling = min(ceiling, gpus // model.gpus)
-    # The validated config guarantees the node group holds `replicas`; never ask the HPA for max < min.
+        taken = sum(
+            other.replicas * other.gpus
+            for other in platform.models
+            if other.node_group == group.name and other.name != model.name
+        )
+        ceiling = min(ceiling, (gpus - taken) // model.gpus)
+    # The validated config guarantees the node group holds every model's `replicas`; never ask for max < min.
     return model.replicas, max(model.replicas, ceiling)
 
 

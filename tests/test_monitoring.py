@@ -204,6 +204,16 @@ def test_max_replicas_is_capped_by_the_node_groups_gpus() -> None:
     assert replica_bounds(platform, model) == (2, 3)
 
 
+def test_max_replicas_leaves_room_for_other_models_on_the_same_group() -> None:
+    platform = stack_platform("prod")
+    small = next(m for m in platform.models if m.name == "llama-3-1-8b")
+    assert small.autoscaling is not None
+    # A second 1-GPU model with 2 replicas joins gpu-l40s (max_size 4 x 1 GPU): 4 - 2 = 2 left for llama-3-1-8b.
+    neighbour = small.model_copy(update={"name": "neighbour", "autoscaling": None})
+    shared = platform.model_copy(update={"models": [*platform.models, neighbour]})
+    assert replica_bounds(shared, small) == (2, 2)
+
+
 def test_light_local_stack_is_laptop_sized() -> None:
     values = release("local", "kps")["values"]
     assert values["alertmanager"]["enabled"] is False
