@@ -477,6 +477,7 @@ class Monitoring(pulumi.ComponentResource):
                 "resources": {
                     "operator": _resources("50m", "128Mi", "512Mi"),
                     "metricServer": _resources("50m", "128Mi", "512Mi"),
+                    "webhooks": _resources("10m", "64Mi", "256Mi"),
                 }
             },
             atomic=True,

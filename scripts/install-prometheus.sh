@@ -25,11 +25,16 @@ trap '[ "$CREATED_POLICY" = 1 ] && $SUDO rm -f "$POLICY"' EXIT
 $SUDO apt-get update
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends prometheus
 
-# Belt and braces: if a service manager runs here and started the daemon anyway, stop and disable it.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
-  $SUDO systemctl disable --now prometheus.service 2>/dev/null || true
-elif command -v service >/dev/null 2>&1; then
-  $SUDO service prometheus stop 2>/dev/null || true
+# Belt and braces: policy-rc.d kept the daemon from starting, but the package still enables it at boot. `systemctl
+# disable` works without a running systemd (it only removes the symlinks); `stop` only where a service manager runs.
+if command -v systemctl >/dev/null 2>&1; then
+  $SUDO systemctl disable prometheus.service 2>/dev/null || true
+  if systemctl is-system-running >/dev/null 2>&1; then
+    $SUDO systemctl stop prometheus.service 2>/dev/null || true
+  fi
+fi
+if command -v service >/dev/null 2>&1; then
+  $SUDO service prometheus stop >/dev/null 2>&1 || true
 fi
 
 promtool --version | head -1
