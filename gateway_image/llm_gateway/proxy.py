@@ -272,19 +272,20 @@ class Forwarder:
     async def _stream(self, chain: list[Backend], backend: Backend, endpoint: Endpoint) -> web.StreamResponse:
         relay = SseRelay(strip_usage_chunk=not self.client_wants_usage, collect_text=self.recovery)
         try:
-            passed_on = await self._relay(backend, endpoint, self._payload(backend), relay)
-            if passed_on is not None:
-                return passed_on
-        except StreamBroken as broken:
-            self.tried.add(endpoint)
-            if broken.recoverable and self.recovery:
-                await self._recover(chain, relay.text, relay.content_events, broken)
-            else:
-                await self._end_with_error(broken)
+            try:
+                passed_on = await self._relay(backend, endpoint, self._payload(backend), relay)
+                if passed_on is not None:
+                    return passed_on
+            except StreamBroken as broken:
+                self.tried.add(endpoint)
+                if broken.recoverable and self.recovery:
+                    await self._recover(chain, relay.text, relay.content_events, broken)
+                else:
+                    await self._end_with_error(broken)
         except ClientGone:
             self.exchange.status, self.exchange.reason = 499, "client_closed"
-        assert self.response is not None
-        return self.response
+        # 499 (nginx's "client closed request") only reaches the audit: nobody is left to read it.
+        return self.response if self.response is not None else web.Response(status=499)
 
     async def _begin_stream(self) -> web.StreamResponse:
         response = web.StreamResponse(
@@ -302,8 +303,9 @@ class Forwarder:
         return response
 
     async def _send(self, data: bytes) -> None:
-        response = self.response or await self._begin_stream()
+        # A client that left is not the upstream's fault: keep it apart from upstream errors (no ejection).
         try:
+            response = self.response or await self._begin_stream()
             await response.write(data)
         except (ConnectionResetError, aiohttp.ClientConnectionResetError) as exc:
             raise ClientGone from exc

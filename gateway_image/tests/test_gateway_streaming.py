@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import KEY, Harness, backend, client
+from conftest import KEY, Harness, backend, client, metric
 
 pytestmark = pytest.mark.network
 
@@ -126,3 +126,27 @@ def test_stream_recovery_stitches_the_answer_on_another_backend(harness: Harness
     assert continuation["max_tokens"] == 95
     audit = harness.audit(1)[0]
     assert (audit["status"], audit["attempts"], audit["backend"]) == (200, 2, "spare")
+
+
+def test_client_leaving_before_the_first_chunk_is_not_an_upstream_failure(harness: Harness) -> None:
+    slow = harness.upstream("slow", latency_s=0.3)
+    _, url = harness.gateway(
+        route_config(backend("slow", slow, health={"interval_s": 0, "failures_to_eject": 1, "cooldown_s": 60}))
+    )
+    body = {"model": "llama", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    for _ in range(2):
+        with pytest.raises(httpx.ReadTimeout):
+            raw_events_with_timeout(url, body, read_timeout=0.05)
+    audit = harness.audit(2)
+    assert [(a["status"], a["error"]) for a in audit] == [(499, "client_closed")] * 2
+    # One failure would eject the only endpoint; a client that left must not count as one.
+    assert metric(url, "llm_gateway_endpoint_healthy", backend="slow", endpoint=f"127.0.0.1:{slow.port}") == 1
+    assert raw_events(url, body)[-1] == "[DONE]"
+
+
+def raw_events_with_timeout(url: str, body: dict[str, Any], read_timeout: float) -> list[str]:
+    timeout = httpx.Timeout(10, read=read_timeout)
+    with httpx.stream(
+        "POST", url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"}, timeout=timeout
+    ) as response:
+        return list(response.iter_lines())
