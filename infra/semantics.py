@@ -65,6 +65,12 @@ def _placement(platform: PlatformConfig) -> list[str]:
                 f"{where}.node_group = {model.node_group!r}: no such GPU node group; accepted: "
                 f"{', '.join(sorted(groups)) or '(none defined; the local stack runs models on the CPU)'}"
             )
+        slicing = platform.device_plugin.time_slicing_replicas
+        if slicing is not None and model.node_group is not None and model.gpus > 1:
+            problems.append(
+                f"{where}.gpus = {model.gpus}: with device_plugin.time_slicing_replicas = {slicing} the device plugin "
+                "refuses requests for more than one shared GPU; accepted: gpus = 1, or no time-slicing"
+            )
         if model.catalog is not None:
             from infra.models import MODEL_CATALOG
 

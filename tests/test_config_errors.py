@@ -61,6 +61,7 @@ MISTAKES = [
     ),
     ("prod", _set("gateway.replicas", 1), "gateway.replicas", ["1", ">= 2"]),
     ("staging", _set("models.0.name", "Llama_8B"), "models[0].name", ["Llama_8B", "lowercase"]),
+    ("prod", _set("device_plugin", {"time_slicing_replicas": 4}), "models[0].gpus", ["4", "gpus = 1"]),
     # Capacity: a 70B model in FP8 on one 24 GB A10G cannot hold its weights.
     ("dev", _set("models.0.catalog", "llama-3.3-70b-instruct"), "models[0]", ["weights", "GiB"]),
     (
