@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from infra import render  # noqa: E402
-from infra.config import PLATFORM_KEY  # noqa: E402
+from infra import render
+from infra.config import PLATFORM_KEY
 
 REPEATS = 5
 
