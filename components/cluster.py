@@ -142,7 +142,7 @@ class Cluster(pulumi.ComponentResource):
             tags=args.tags,
             opts=child,
         )
-        self._ebs_csi_driver(name, args, cluster, oidc, issuer)
+        ebs_csi = self._ebs_csi_driver(name, args, cluster, oidc, issuer)
 
         system_role = node_role(f"{name}-system", args.tags, self)
         system_template = launch_template(f"{name}-system", args.system_disk_size_gib, args.tags, self)
@@ -182,6 +182,19 @@ class Cluster(pulumi.ComponentResource):
             enable_server_side_apply=True,
             opts=child,
         )
+        # EKS's default class is gp2 with the in-tree provisioner; model caches and Prometheus ask for gp3.
+        k8s.storage.v1.StorageClass(
+            "gp3",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name="gp3", annotations={"storageclass.kubernetes.io/is-default-class": "true"}
+            ),
+            provisioner="ebs.csi.aws.com",
+            parameters={"type": "gp3", "encrypted": "true", "fsType": "ext4"},
+            volume_binding_mode="WaitForFirstConsumer",
+            allow_volume_expansion=True,
+            reclaim_policy="Delete",
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[ebs_csi]),
+        )
         self.register_outputs(
             {
                 "cluster_name": self.cluster_name,
@@ -198,7 +211,7 @@ class Cluster(pulumi.ComponentResource):
         cluster: eks.Cluster,
         oidc: iam.OpenIdConnectProvider,
         issuer: pulumi.Output[str],
-    ) -> None:
+    ) -> eks.Addon:
         """The EBS CSI driver (model caches and Prometheus volumes are gp3 PVCs), with its own IRSA role."""
         subject = issuer.apply(lambda url: url.removeprefix("https://"))
         role = iam.Role(
@@ -234,7 +247,7 @@ class Cluster(pulumi.ComponentResource):
             policy_arn="arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy",
             opts=pulumi.ResourceOptions(parent=role),
         )
-        eks.Addon(
+        return eks.Addon(
             f"{name}-ebs-csi",
             cluster_name=cluster.name,
             addon_name="aws-ebs-csi-driver",

@@ -384,7 +384,8 @@ class VllmDeployment(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=child,
+            # KEDA owns the replica count of an autoscaled model; `pulumi up` must not reset it.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["spec.replicas"] if model.autoscaling else None),
         )
         service_port = k8s.core.v1.ServicePortArgs(name="http", port=PORT, target_port="http", protocol="TCP")
         service = k8s.core.v1.Service(

@@ -98,3 +98,13 @@ def test_kubeconfig_authenticates_through_aws_eks_get_token() -> None:
     user = kubeconfig["users"][0]["user"]["exec"]
     assert user["command"] == "aws"
     assert user["args"] == ["eks", "get-token", "--cluster-name", "llm-serving-dev", "--region", "us-east-1"]
+
+
+def test_a_default_encrypted_gp3_storage_class_backs_the_volume_claims() -> None:
+    objects = rendered("prod").kubernetes_objects()
+    classes = [obj for obj in objects if obj["kind"] == "StorageClass"]
+    assert [obj["metadata"]["name"] for obj in classes] == ["gp3"]
+    assert classes[0]["provisioner"] == "ebs.csi.aws.com"
+    assert classes[0]["parameters"] == {"type": "gp3", "encrypted": "true", "fsType": "ext4"}
+    assert classes[0]["volumeBindingMode"] == "WaitForFirstConsumer"
+    assert not [obj for obj in rendered("local").kubernetes_objects() if obj["kind"] == "StorageClass"]
