@@ -204,8 +204,8 @@ def test_random_requests_get_clean_answers(
     method: str,
 ) -> None:
     client = fuzz_target
-    headers = {"Authorization": auth, "Content-Type": content_type, "x-request-id": request_id}
-    headers = {name: value for name, value in headers.items() if value is not None}
+    given_headers = {"Authorization": auth, "Content-Type": content_type, "x-request-id": request_id}
+    headers = {name: value for name, value in given_headers.items() if value is not None}
     path = quote(path, safe="/?&=")
     sent = f"{method} {path} headers={ {k: v[:80] for k, v in headers.items()} } body={body[:200]!r}"
     response = client.request(method, path, body, headers)
