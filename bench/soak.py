@@ -1,0 +1,485 @@
+"""Soak the real gateway under faults: steady load while upstreams die, hang, slow down, fail, and the config reloads.
+
+    .venv/bin/python bench/soak.py --seconds 120            # report as text
+    .venv/bin/python bench/soak.py --seconds 120 --json     # report as JSON
+
+Everything runs as separate processes on 127.0.0.1: `python -m llm_gateway --config FILE` and N fake upstreams
+(gateway_image/tests/fake_upstream.py, plus a `/_control` route to change their behaviour while they run). The load
+is C concurrent clients (aiohttp), half streaming. Each request ends as one of:
+  ok     a 200 with a complete answer (JSON with choices, or a stream ending in `data: [DONE]`)
+  error  a clear error: a 4xx/5xx in OpenAI's error format, or a stream that ends with an error event
+  lost   anything else: connection dropped, no answer in time, a stream cut without an error event and without [DONE]
+The gateway's resident memory (VmRSS) is read after warm-up and at the end. gateway_image/tests/test_soak.py runs
+this for ~30 s and asserts lost == 0 and bounded RSS growth; docs/reliability.md holds the figures of longer runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKE_UPSTREAM_DIR = ROOT / "gateway_image" / "tests"
+API_KEY = "sk-soak-team-key"
+MODEL = "llama"
+
+
+# ---- the upstream process: a FakeUpstream with a control route -------------------------------------------------
+
+
+def serve_upstream(name: str, port: int, chunk_delay_s: float) -> None:
+    """Entry point of one upstream process (`soak.py upstream ...`)."""
+    sys.path.insert(0, str(FAKE_UPSTREAM_DIR))
+    import uvloop
+    from aiohttp import web
+    from fake_upstream import Behaviour, FakeUpstream
+
+    upstream = FakeUpstream(name, Behaviour(chunk_delay_s=chunk_delay_s), port=port)
+    # FakeUpstream keeps every request for tests to inspect; a soak would grow without bound, so keep none.
+    upstream.requests = _Discard()
+    upstream.headers = _Discard()
+    defaults = Behaviour(chunk_delay_s=chunk_delay_s)
+
+    async def control(request: web.Request) -> web.Response:
+        changes = await request.json()
+        for key, value in {**defaults.__dict__, **changes}.items():
+            if key in {"latency_s", "chunk_delay_s", "status", "cut_after_chunks"}:
+                setattr(upstream.behaviour, key, value)
+        return web.json_response(upstream.behaviour.__dict__ | {"release": None})
+
+    # The router is frozen once the runner is set up, so add the route to the app before start(): patch app().
+    make_app = upstream.app
+
+    def app_with_control() -> web.Application:
+        app = make_app()
+        app.router.add_post("/_control", control)
+        return app
+
+    upstream.app = app_with_control
+
+    async def run() -> None:
+        await upstream.start(port)
+        await asyncio.Event().wait()
+
+    uvloop.run(run())
+
+
+class _Discard(list[Any]):
+    def append(self, item: Any) -> None:
+        pass
+
+
+# ---- processes ------------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Upstream:
+    name: str
+    port: int
+    chunk_delay_s: float
+    process: subprocess.Popen[bytes] | None = None
+    stopped: bool = False  # SIGSTOP'ed
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        command = [sys.executable, __file__, "upstream", "--name", self.name, "--port", str(self.port)]
+        command += ["--chunk-delay-s", str(self.chunk_delay_s)]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.stopped = False
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            if self.stopped:
+                self.process.send_signal(signal.SIGCONT)
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
+
+@dataclass
+class Fleet:
+    """Every process the soak starts; `close()` stops all of them (called from a finally)."""
+
+    workdir: Path
+    upstreams: list[Upstream] = field(default_factory=list)
+    gateway: subprocess.Popen[bytes] | None = None
+    gateway_port: int = 0
+
+    def config(self, endpoints: list[Upstream]) -> dict[str, Any]:
+        return {
+            "server": {
+                "host": "127.0.0.1",
+                "port": self.gateway_port,
+                "request_timeout_s": 15,
+                "max_attempts": 3,
+                "drain_timeout_s": 5,
+            },
+            "backends": [
+                {
+                    "name": MODEL,
+                    "kind": "vllm",
+                    "endpoints": [f"{upstream.origin}/v1" for upstream in endpoints],
+                    "timeout_s": 3,
+                    "health": {"interval_s": 0.5, "timeout_s": 0.5, "failures_to_eject": 2, "cooldown_s": 1},
+                }
+            ],
+            "routes": [{"model": MODEL, "targets": [{"backend": MODEL}]}],
+            "teams": [{"name": "soak", "key_sha256": [hashlib.sha256(API_KEY.encode()).hexdigest()]}],
+            "audit": {"path": str(self.workdir / "audit.jsonl")},
+            "stream_recovery": True,
+        }
+
+    def write_config(self, endpoints: list[Upstream]) -> Path:
+        path = self.workdir / "gateway.yaml"
+        path.write_text(yaml.safe_dump(self.config(endpoints)))
+        return path
+
+    def start_gateway(self) -> None:
+        self.gateway_port = free_port()
+        path = self.write_config(self.upstreams)
+        self.gateway = subprocess.Popen(
+            [sys.executable, "-m", "llm_gateway", "--config", str(path)],
+            stdout=subprocess.DEVNULL,
+            stderr=(self.workdir / "gateway.stderr").open("wb"),
+            cwd=ROOT / "gateway_image",
+        )
+
+    def reload(self, endpoints: list[Upstream]) -> None:
+        self.write_config(endpoints)
+        assert self.gateway is not None
+        self.gateway.send_signal(signal.SIGHUP)
+
+    def close(self) -> None:
+        for upstream in self.upstreams:
+            upstream.kill()
+        if self.gateway is not None and self.gateway.poll() is None:
+            self.gateway.send_signal(signal.SIGTERM)
+            try:
+                self.gateway.wait(10)
+            except subprocess.TimeoutExpired:
+                self.gateway.kill()
+                self.gateway.wait(5)
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+async def wait_until_up(session: aiohttp.ClientSession, url: str, process: subprocess.Popen[bytes]) -> None:
+    for _ in range(200):
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with {process.returncode}")
+        try:
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as response:
+                if response.status == 200:
+                    return
+        except (aiohttp.ClientError, TimeoutError):
+            pass
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+# ---- load -----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    sent: int = 0
+    ok: int = 0
+    error: int = 0
+    lost: int = 0
+    ok_stream: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    lost_examples: list[str] = field(default_factory=list)
+    latencies_s: list[float] = field(default_factory=list)
+
+    def lose(self, what: str) -> None:
+        self.lost += 1
+        if len(self.lost_examples) < 20:
+            self.lost_examples.append(what)
+
+
+async def one_request(session: aiohttp.ClientSession, url: str, stream: bool, tally: Tally, n: int) -> None:
+    body: dict[str, Any] = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": f"soak request {n}: tell me about foxes"}],
+        "max_tokens": 32,
+        "stream": stream,
+    }
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    tally.sent += 1
+    started = time.perf_counter()
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    try:
+        async with session.post(url, json=body, headers=headers) as response:
+            if response.status != 200:
+                payload = await response.json(content_type=None)
+                error = payload["error"]
+                assert isinstance(error["message"], str) and error["type"], payload
+                tally.error += 1
+                tally.errors[f"{response.status} {error.get('code')}"] += 1
+                return
+            if not stream:
+                payload = await response.json()
+                assert payload["choices"][0]["message"]["content"], payload
+                tally.ok += 1
+                tally.latencies_s.append(time.perf_counter() - started)
+                return
+            done, error_event = False, None
+            async for line in response.content:
+                if line.startswith(b"data: [DONE]"):
+                    done = True
+                elif line.startswith(b"data: {") and b'"error"' in line[:20]:
+                    error_event = json.loads(line[6:])["error"]
+            if error_event is not None and not done:
+                tally.error += 1
+                tally.errors[f"stream {error_event.get('code')}"] += 1
+            elif done and error_event is None:
+                tally.ok += 1
+                tally.ok_stream += 1
+                tally.latencies_s.append(time.perf_counter() - started)
+            else:
+                tally.lose(f"stream n={n}: done={done} error_event={error_event}")
+    except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, AssertionError) as exc:
+        tally.lose(f"n={n} stream={stream}: {type(exc).__name__}: {exc}")
+
+
+async def client_loop(session: aiohttp.ClientSession, url: str, tally: Tally, stop: asyncio.Event, seed: int) -> None:
+    rng = random.Random(seed)
+    n = seed * 1_000_000
+    while not stop.is_set():
+        n += 1
+        await one_request(session, url, rng.random() < 0.5, tally, n)
+
+
+# ---- faults ---------------------------------------------------------------------------------------------------
+
+
+async def control(session: aiohttp.ClientSession, upstream: Upstream, **changes: Any) -> None:
+    try:
+        async with session.post(f"{upstream.origin}/_control", json=changes) as response:
+            await response.read()
+    except (aiohttp.ClientError, TimeoutError):
+        pass  # the upstream may be dead or stopped right now; the fault still happens or has already ended
+
+
+async def fault_loop(
+    session: aiohttp.ClientSession, fleet: Fleet, stop: asyncio.Event, faults: Counter[str], step_s: float
+) -> None:
+    """Round-robin over upstreams, one fault at a time, each lasting `step_s`, then a pause of `step_s`."""
+    kinds = ["kill", "error500", "slow", "hang", "cut_streams", "reload_drop", "error503", "slow_chunks"]
+    index = 0
+    while not stop.is_set():
+        upstream = fleet.upstreams[index % len(fleet.upstreams)]
+        kind = kinds[index % len(kinds)]
+        index += 1
+        faults[kind] += 1
+        if kind == "kill":
+            upstream.kill()
+            await _sleep(stop, step_s)
+            upstream.start()
+        elif kind in ("error500", "error503"):
+            await control(session, upstream, status=int(kind[-3:]))
+            await _sleep(stop, step_s)
+            await control(session, upstream)
+        elif kind == "slow":
+            await control(session, upstream, latency_s=4.0)  # beyond the backend's 3 s timeout
+            await _sleep(stop, step_s)
+            await control(session, upstream)
+        elif kind == "slow_chunks":
+            await control(session, upstream, chunk_delay_s=0.3)
+            await _sleep(stop, step_s)
+            await control(session, upstream)
+        elif kind == "cut_streams":
+            await control(session, upstream, cut_after_chunks=3)
+            await _sleep(stop, step_s)
+            await control(session, upstream)
+        elif kind == "hang":
+            assert upstream.process is not None
+            upstream.process.send_signal(signal.SIGSTOP)
+            upstream.stopped = True
+            await _sleep(stop, step_s)
+            upstream.process.send_signal(signal.SIGCONT)
+            upstream.stopped = False
+        elif kind == "reload_drop":
+            fleet.reload([other for other in fleet.upstreams if other is not upstream])
+            await _sleep(stop, step_s)
+            fleet.reload(fleet.upstreams)
+        await _sleep(stop, step_s)
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    # Faults end on time even when the run stops meanwhile, so the last one is always undone.
+    del stop
+    await asyncio.sleep(seconds)
+
+
+# ---- the run --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SoakReport:
+    seconds: float
+    clients: int
+    upstreams: int
+    sent: int
+    ok: int
+    ok_stream: int
+    error: int
+    lost: int
+    errors: dict[str, int]
+    lost_examples: list[str]
+    faults: dict[str, int]
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    rss_warm_kib: int
+    rss_end_kib: int
+    rss_max_kib: int
+    gateway_exit_code: int | None
+
+    @property
+    def rss_growth_ratio(self) -> float:
+        return (self.rss_end_kib - self.rss_warm_kib) / self.rss_warm_kib
+
+    def text(self) -> str:
+        return "\n".join(
+            [
+                f"soak: {self.seconds:.0f} s, {self.clients} clients, {self.upstreams} upstreams",
+                f"requests: sent {self.sent}, ok {self.ok} ({self.ok_stream} streamed), clear errors {self.error}, "
+                f"lost {self.lost}",
+                f"throughput {self.requests_per_s:.0f} requests/s; ok latency p50 {self.p50_ms:.1f} ms, "
+                f"p99 {self.p99_ms:.1f} ms",
+                f"errors by kind: {dict(sorted(self.errors.items()))}",
+                f"faults: {dict(sorted(self.faults.items()))}",
+                f"gateway RSS: {self.rss_warm_kib / 1024:.1f} MiB after warm-up, {self.rss_end_kib / 1024:.1f} MiB "
+                f"at the end ({self.rss_growth_ratio:+.1%}), max {self.rss_max_kib / 1024:.1f} MiB",
+                f"gateway exit code after SIGTERM: {self.gateway_exit_code}",
+                *(f"lost: {example}" for example in self.lost_examples),
+            ]
+        )
+
+
+async def soak(
+    workdir: Path, seconds: float, clients: int = 16, upstreams: int = 3, warmup_s: float = 5.0, step_s: float = 1.5
+) -> SoakReport:
+    fleet = Fleet(workdir)
+    tally, faults = Tally(), Counter[str]()
+    rss_samples: list[int] = []
+    try:
+        for index in range(upstreams):
+            upstream = Upstream(f"upstream-{index}", free_port(), chunk_delay_s=0.01)
+            upstream.start()
+            fleet.upstreams.append(upstream)
+        fleet.start_gateway()
+        assert fleet.gateway is not None
+        base = f"http://127.0.0.1:{fleet.gateway_port}"
+        connector = aiohttp.TCPConnector(limit=clients * 2)
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            for upstream in fleet.upstreams:
+                assert upstream.process is not None
+                await wait_until_up(session, f"{upstream.origin}/health", upstream.process)
+            await wait_until_up(session, f"{base}/healthz", fleet.gateway)
+            stop = asyncio.Event()
+            url = f"{base}/v1/chat/completions"
+            loops = [asyncio.create_task(client_loop(session, url, tally, stop, seed)) for seed in range(clients)]
+            await asyncio.sleep(warmup_s)  # warm-up: pools, caches, allocator arenas settle without faults
+            rss_warm = rss_kib(fleet.gateway.pid)
+            started, sent_at_start = time.perf_counter(), tally.sent
+            chaos = asyncio.create_task(fault_loop(session, fleet, stop, faults, step_s))
+            while time.perf_counter() - started < seconds:
+                await asyncio.sleep(1)
+                rss_samples.append(rss_kib(fleet.gateway.pid))
+            stop.set()
+            await chaos
+            await asyncio.gather(*loops)
+            elapsed = time.perf_counter() - started
+            rss_end = rss_kib(fleet.gateway.pid)
+            async with session.get(f"{base}/healthz") as response:
+                assert response.status == 200, "the gateway stopped answering /healthz"
+    finally:
+        fleet.close()
+    latencies = sorted(tally.latencies_s) or [0.0]
+    return SoakReport(
+        seconds=elapsed,
+        clients=clients,
+        upstreams=upstreams,
+        sent=tally.sent,
+        ok=tally.ok,
+        ok_stream=tally.ok_stream,
+        error=tally.error,
+        lost=tally.lost,
+        errors=dict(tally.errors),
+        lost_examples=tally.lost_examples,
+        faults=dict(faults),
+        requests_per_s=(tally.sent - sent_at_start) / elapsed,
+        p50_ms=latencies[len(latencies) // 2] * 1000,
+        p99_ms=latencies[int(len(latencies) * 0.99)] * 1000,
+        rss_warm_kib=rss_warm,
+        rss_end_kib=rss_end,
+        rss_max_kib=max([rss_warm, rss_end, *rss_samples]),
+        gateway_exit_code=fleet.gateway.returncode if fleet.gateway else None,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command")
+    upstream = sub.add_parser("upstream", help="(internal) run one fake upstream with a /_control route")
+    upstream.add_argument("--name", required=True)
+    upstream.add_argument("--port", type=int, required=True)
+    upstream.add_argument("--chunk-delay-s", type=float, default=0.0)
+    parser.add_argument("--seconds", type=float, default=60, help="duration of the faulty phase, after warm-up")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--upstreams", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args(argv)
+    if args.command == "upstream":
+        serve_upstream(args.name, args.port, args.chunk_delay_s)
+        return 0
+    import tempfile
+
+    import uvloop
+
+    with tempfile.TemporaryDirectory(prefix="soak-") as workdir:
+        report = uvloop.run(soak(Path(workdir), args.seconds, args.clients, args.upstreams))
+    if args.json:
+        print(json.dumps(report.__dict__ | {"rss_growth_ratio": report.rss_growth_ratio}, indent=2))
+    else:
+        print(report.text())
+    return 0 if report.lost == 0 else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
