@@ -1,0 +1,69 @@
+"""Soak under faults (~35 s): the gateway as a process, 3 fake upstream processes, 16 clients; upstreams are killed,
+hung (SIGSTOP), slowed, made to fail and to cut streams, and the config is reloaded (SIGHUP). No request may be
+lost, and the gateway's memory must not grow. The engine is bench/soak.py (run it longer there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import aiohttp
+import pytest
+from conftest import Harness
+
+pytestmark = pytest.mark.network
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_soak() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("soak", ROOT / "bench" / "soak.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["soak"] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+soak = load_soak()
+
+
+def test_no_request_is_lost_and_memory_stays_flat_under_faults(tmp_path: Path) -> None:
+    # soak() stops every process it started in a finally, whatever happens.
+    report = asyncio.run(asyncio.wait_for(soak.soak(tmp_path, seconds=30, clients=16, upstreams=3), timeout=120))
+    print(report.text())
+    assert report.lost == 0, report.text()
+    # Every fault kind happened at least once, and the load went on through them.
+    assert set(report.faults) >= {"kill", "error500", "slow", "hang", "cut_streams", "reload_drop"}, report.faults
+    assert report.ok > 20 * report.seconds, report.text()
+    assert report.ok_stream > 0
+    # Growth after warm-up bounded by 20% (or 8 MiB for a small process): a leak per request would show far more.
+    growth_kib = report.rss_end_kib - report.rss_warm_kib
+    assert growth_kib < max(0.2 * report.rss_warm_kib, 8 * 1024), report.text()
+    assert report.gateway_exit_code == 0, "the gateway did not drain and exit cleanly on SIGTERM"
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "outcome"),
+    [({}, "ok"), ({"cut_after_chunks": 2}, "lost"), ({"status": 503}, "error")],
+    ids=["complete", "cut-without-error-event", "error-status"],
+)
+def test_the_soak_classifier_tells_lost_from_answered(
+    harness: Harness, behaviour: dict[str, object], outcome: str
+) -> None:
+    """Against a bare upstream (no gateway to mend things), a cut stream must count as lost: the soak can fail."""
+    upstream = harness.upstream("llama", **behaviour)
+
+    async def run() -> object:
+        tally = soak.Tally()
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            await soak.one_request(session, f"{upstream.url}/chat/completions", True, tally, 1)
+        return tally
+
+    tally = asyncio.run(run())
+    counts = {"ok": tally.ok, "lost": tally.lost, "error": tally.error}  # type: ignore[attr-defined]
+    assert counts == {name: int(name == outcome) for name in counts}, counts
