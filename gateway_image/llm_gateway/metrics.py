@@ -71,6 +71,7 @@ class Metrics:
         self.team_budget = Gauge("llm_gateway_team_budget_usd", "Monthly budget", ["team"], registry=r)
         # Looking up a labelled child costs a lock and a dict lookup per call; the hot path reuses them.
         self._children: dict[tuple[object, ...], MetricWrapperBase] = {}
+        self._series: dict[tuple[str, str, str], RequestSeries] = {}
 
     def child(self, metric: M, *labels: str) -> M:
         key = (id(metric), *labels)
@@ -78,3 +79,48 @@ class Metrics:
         if found is None:
             found = self._children[key] = metric.labels(*labels)
         return found  # type: ignore[return-value]
+
+    def series(self, team: str, model: str, backend: str) -> RequestSeries:
+        """The children one finished request updates, found with a single lookup."""
+        key = (team, model, backend)
+        found = self._series.get(key)
+        if found is None:
+            found = self._series[key] = RequestSeries(self, team, model, backend)
+        return found
+
+
+class RequestSeries:
+    __slots__ = (
+        "_by_reason",
+        "_by_status",
+        "_labels",
+        "_metrics",
+        "cost",
+        "duration",
+        "input_tokens",
+        "output_tokens",
+        "ttft",
+    )
+
+    def __init__(self, metrics: Metrics, team: str, model: str, backend: str) -> None:
+        self._metrics = metrics
+        self._labels = (team, model, backend)
+        self._by_status: dict[int, Counter] = {}
+        self._by_reason: dict[str, Counter] = {}
+        self.input_tokens = metrics.input_tokens.labels(team, model, backend)
+        self.output_tokens = metrics.output_tokens.labels(team, model, backend)
+        self.cost = metrics.cost.labels(team, model, backend)
+        self.duration = metrics.duration.labels(model, backend)
+        self.ttft = metrics.ttft.labels(model, backend)
+
+    def requests(self, status: int) -> Counter:
+        found = self._by_status.get(status)
+        if found is None:
+            found = self._by_status[status] = self._metrics.requests.labels(*self._labels, str(status))
+        return found
+
+    def errors(self, reason: str) -> Counter:
+        found = self._by_reason.get(reason)
+        if found is None:
+            found = self._by_reason[reason] = self._metrics.errors.labels(*self._labels, reason)
+        return found

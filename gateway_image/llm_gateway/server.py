@@ -38,6 +38,9 @@ class Gateway:
         self.buckets: dict[str, TokenBucket] = {}
         self.runtime = Runtime(config, self.metrics, self.ledger, self.buckets)
         self.draining = False
+        # Read by the gauge when /metrics is scraped: no lock or call per request.
+        self.in_flight = 0
+        self.metrics.in_flight.set_function(lambda: self.in_flight)
         self._reload_lock = asyncio.Lock()
         self._retired: set[asyncio.Task[None]] = set()
 
@@ -123,7 +126,7 @@ class Gateway:
         runtime = self.runtime  # this request finishes on this config even if a reload happens meanwhile
         exchange = Exchange(_request_id(request), time.perf_counter())
         runtime.in_flight += 1
-        self.metrics.in_flight.inc()
+        self.in_flight += 1
         body: dict[str, Any] | None = None
         try:
             exchange.team = runtime.teams.authenticate(request.headers.get("Authorization"))
@@ -152,7 +155,7 @@ class Gateway:
             return error_response(internal, exchange.request_id)
         finally:
             runtime.in_flight -= 1
-            self.metrics.in_flight.dec()
+            self.in_flight -= 1
             self._finish(runtime, exchange, body)
 
     async def _route(self, runtime: Runtime, model: str, body: dict[str, Any]) -> Route:
@@ -169,31 +172,28 @@ class Gateway:
 
     def _finish(self, runtime: Runtime, exchange: Exchange, body: dict[str, Any] | None) -> None:
         """Account, count and audit one finished request."""
-        metrics = self.metrics
         latency = time.perf_counter() - exchange.started
-        labels = (exchange.team, exchange.model, exchange.backend)
+        series = self.metrics.series(exchange.team, exchange.model, exchange.backend)
         status = exchange.status
-        metrics.child(metrics.requests, *labels, str(status)).inc()
+        series.requests(status).inc()
         if status >= 400 and exchange.reason is None:
             exchange.reason = "upstream_error"
         if exchange.reason is not None:
-            metrics.child(metrics.errors, *labels, exchange.reason).inc()
+            series.errors(exchange.reason).inc()
         if exchange.prompt_tokens or exchange.completion_tokens:
             backend = runtime.backends.get(exchange.backend)
             price = runtime.price(backend, exchange.route) if backend is not None else None
             exchange.cost_usd = cost_usd(price, exchange.prompt_tokens, exchange.completion_tokens)
-            metrics.child(metrics.input_tokens, *labels).inc(exchange.prompt_tokens)
-            metrics.child(metrics.output_tokens, *labels).inc(exchange.completion_tokens)
+            series.input_tokens.inc(exchange.prompt_tokens)
+            series.output_tokens.inc(exchange.completion_tokens)
             if exchange.cost_usd:
-                metrics.child(metrics.cost, *labels).inc(exchange.cost_usd)
-            usage = self.ledger.record(
-                exchange.team, exchange.prompt_tokens + exchange.completion_tokens, exchange.cost_usd
-            )
-            metrics.child(metrics.team_spend, exchange.team).set(usage.spend_usd)
+                series.cost.inc(exchange.cost_usd)
+            # The spend gauge is set when /metrics is read, not here.
+            self.ledger.record(exchange.team, exchange.prompt_tokens + exchange.completion_tokens, exchange.cost_usd)
         if exchange.backend != "none":
-            metrics.child(metrics.duration, exchange.model, exchange.backend).observe(latency)
+            series.duration.observe(latency)
             if exchange.ttft_s is not None:
-                metrics.child(metrics.ttft, exchange.model, exchange.backend).observe(exchange.ttft_s)
+                series.ttft.observe(exchange.ttft_s)
         record: dict[str, Any] = {
             "time": time.time(),
             "request_id": exchange.request_id,
