@@ -31,7 +31,10 @@ async def serve(config_path: str) -> None:
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
     await stop.wait()
-    print("llm-gateway: draining", file=sys.stderr, flush=True)
+    gateway.draining = True
+    delay = gateway.runtime.config.server.shutdown_delay_s
+    print(f"llm-gateway: draining: readiness off, serving {delay:g} s more, then closing", file=sys.stderr, flush=True)
+    await asyncio.sleep(delay)
     await stop_server(gateway, runner)
 
 

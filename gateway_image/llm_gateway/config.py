@@ -44,6 +44,12 @@ class ServerConfig(StrictModel):
         default=True,
         description="Reject requests without a team key. Only for local tests may this be false.",
     )
+    shutdown_delay_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="On SIGTERM, keep serving this long with /readyz at 503, so that load balancers stop sending "
+        "new requests before the listener closes.",
+    )
     drain_timeout_s: float = Field(
         default=30.0, ge=0, description="On SIGTERM, how long in-flight requests may take to finish."
     )

@@ -65,11 +65,12 @@ def start_process(tmp_path: Path) -> Iterator[Any]:
 
     def start(config: dict[str, Any]) -> tuple[GatewayProcess, str]:
         port = free_port()
+        server = {"host": "127.0.0.1", "port": port, "drain_timeout_s": 5, "shutdown_delay_s": 0}
         config = {
-            "server": {"host": "127.0.0.1", "port": port, "drain_timeout_s": 5},
             "teams": [team("alpha", KEY)],
             "audit": {"path": str(tmp_path / "audit.jsonl")},
             **config,
+            "server": {**server, **config.get("server", {})},
         }
         path = tmp_path / "config.yaml"
         path.write_text(yaml.safe_dump(config))
@@ -173,6 +174,23 @@ def test_sigterm_drains_in_flight_requests(harness: Harness, start_process: Any)
     assert asyncio.run(request_then_stop()) == 200
     assert process.process.wait(10) == 0
     process.wait_for_stderr("draining")
+
+
+def test_sigterm_keeps_serving_during_the_shutdown_delay(harness: Harness, start_process: Any) -> None:
+    upstream = harness.upstream("a")
+    process, url = start_process(
+        {
+            "server": {"shutdown_delay_s": 3},
+            "backends": [backend("a", upstream)],
+            "routes": [{"model": "llama", "targets": [{"backend": "a"}]}],
+        }
+    )
+    process.process.send_signal(signal.SIGTERM)
+    process.wait_for_stderr("draining")
+    # Load balancers see the pod as not ready, while requests that still arrive are served.
+    assert httpx.get(url + "/readyz").status_code == 503
+    asyncio.run(_one_request(url))
+    assert process.process.wait(10) == 0
 
 
 def test_check_flag_reports_config_errors(tmp_path: Path) -> None:
