@@ -220,6 +220,13 @@ class Tally:
     errors: Counter[str] = field(default_factory=Counter)
     lost_examples: list[str] = field(default_factory=list)
     latencies_s: list[float] = field(default_factory=list)
+    phase: str = "warm-up"  # the fault going on now, so that errors can be put down to it
+    errors_by_phase: Counter[str] = field(default_factory=Counter)
+
+    def fail(self, kind: str) -> None:
+        self.error += 1
+        self.errors[kind] += 1
+        self.errors_by_phase[f"{self.phase}: {kind}"] += 1
 
     def lose(self, what: str) -> None:
         self.lost += 1
@@ -245,8 +252,7 @@ async def one_request(session: aiohttp.ClientSession, url: str, stream: bool, ta
                 payload = await response.json(content_type=None)
                 error = payload["error"]
                 assert isinstance(error["message"], str) and error["type"], payload
-                tally.error += 1
-                tally.errors[f"{response.status} {error.get('code')}"] += 1
+                tally.fail(f"{response.status} {error.get('code')}")
                 return
             if not stream:
                 payload = await response.json()
@@ -261,8 +267,7 @@ async def one_request(session: aiohttp.ClientSession, url: str, stream: bool, ta
                 elif line.startswith(b"data: {") and b'"error"' in line[:20]:
                     error_event = json.loads(line[6:])["error"]
             if error_event is not None and not done:
-                tally.error += 1
-                tally.errors[f"stream {error_event.get('code')}"] += 1
+                tally.fail(f"stream {error_event.get('code')}")
             elif done and error_event is None:
                 tally.ok += 1
                 tally.ok_stream += 1
@@ -293,7 +298,7 @@ async def control(session: aiohttp.ClientSession, upstream: Upstream, **changes:
 
 
 async def fault_loop(
-    session: aiohttp.ClientSession, fleet: Fleet, stop: asyncio.Event, faults: Counter[str], step_s: float
+    session: aiohttp.ClientSession, fleet: Fleet, stop: asyncio.Event, tally: Tally, faults: Counter[str], step_s: float
 ) -> None:
     """Round-robin over upstreams, one fault at a time, each lasting `step_s`, then a pause of `step_s`."""
     kinds = ["kill", "error500", "slow", "hang", "cut_streams", "reload_drop", "error503", "slow_chunks"]
@@ -303,6 +308,7 @@ async def fault_loop(
         kind = kinds[index % len(kinds)]
         index += 1
         faults[kind] += 1
+        tally.phase = kind
         if kind == "kill":
             upstream.kill()
             await _sleep(stop, step_s)
@@ -334,6 +340,7 @@ async def fault_loop(
             fleet.reload([other for other in fleet.upstreams if other is not upstream])
             await _sleep(stop, step_s)
             fleet.reload(fleet.upstreams)
+        tally.phase = f"after {kind}"
         await _sleep(stop, step_s)
 
 
@@ -357,6 +364,7 @@ class SoakReport:
     error: int
     lost: int
     errors: dict[str, int]
+    errors_by_phase: dict[str, int]
     lost_examples: list[str]
     faults: dict[str, int]
     requests_per_s: float
@@ -380,6 +388,7 @@ class SoakReport:
                 f"throughput {self.requests_per_s:.0f} requests/s; ok latency p50 {self.p50_ms:.1f} ms, "
                 f"p99 {self.p99_ms:.1f} ms",
                 f"errors by kind: {dict(sorted(self.errors.items()))}",
+                f"errors by fault (during it, or in the pause after it): {dict(sorted(self.errors_by_phase.items()))}",
                 f"faults: {dict(sorted(self.faults.items()))}",
                 f"gateway RSS: {self.rss_warm_kib / 1024:.1f} MiB after warm-up, {self.rss_end_kib / 1024:.1f} MiB "
                 f"at the end ({self.rss_growth_ratio:+.1%}), max {self.rss_max_kib / 1024:.1f} MiB",
@@ -416,7 +425,7 @@ async def soak(
             await asyncio.sleep(warmup_s)  # warm-up: pools, caches, allocator arenas settle without faults
             rss_warm = rss_kib(fleet.gateway.pid)
             started, sent_at_start = time.perf_counter(), tally.sent
-            chaos = asyncio.create_task(fault_loop(session, fleet, stop, faults, step_s))
+            chaos = asyncio.create_task(fault_loop(session, fleet, stop, tally, faults, step_s))
             while time.perf_counter() - started < seconds:
                 await asyncio.sleep(1)
                 rss_samples.append(rss_kib(fleet.gateway.pid))
@@ -440,6 +449,7 @@ async def soak(
         error=tally.error,
         lost=tally.lost,
         errors=dict(tally.errors),
+        errors_by_phase=dict(tally.errors_by_phase),
         lost_examples=tally.lost_examples,
         faults=dict(faults),
         requests_per_s=(tally.sent - sent_at_start) / elapsed,
