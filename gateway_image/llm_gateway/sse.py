@@ -41,6 +41,9 @@ class SseRelay:
 
     def feed(self, chunk: bytes) -> bytes:
         data = self._tail + chunk if self._tail else chunk
+        if b"\r" in data:
+            # Some servers (sse-starlette among them) end lines with CRLF; events are then split the same way.
+            data = data.replace(b"\r\n", b"\n")
         end = data.rfind(EVENT_END)
         if end < 0:
             self._tail = data
