@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 from hypothesis import given
@@ -21,7 +22,7 @@ STREAM = b"".join([*CONTENT, USAGE, b"data: [DONE]\n\n"])
 def relay_in_pieces(stream: bytes, cuts: list[int], **options: bool) -> tuple[SseRelay, bytes]:
     relay = SseRelay(**{"strip_usage_chunk": True, "collect_text": True, **options})
     bounds = [0, *sorted(set(cuts)), len(stream)]
-    out = b"".join(relay.feed(stream[start:end]) for start, end in zip(bounds, bounds[1:], strict=False))
+    out = b"".join(relay.feed(stream[start:end]) for start, end in itertools.pairwise(bounds))
     return relay, out
 
 
