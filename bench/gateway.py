@@ -461,14 +461,17 @@ def report(results: dict[str, dict[str, Any]]) -> None:
             "non-streaming" if mode == "plain" else f"streaming ({STREAM_CHUNKS} chunks {CHUNK_GAP_S * 1e3:g} ms apart)"
         )
         print(f"\n## {title}: wrk, requests/s and latency (ms); 'added' = minus direct")
-        print(f"{'target':<8} {'conns':>5} {'req/s':>9} {'p50':>8} {'p99':>8} {'added p50':>10} {'added p99':>10}")
+        header = f"{'target':<8} {'conns':>5} {'req/s':>9} {'(min-max)':>13} {'p50':>8} {'p99':>8}"
+        print(f"{header} {'added p50':>10} {'added p99':>10}")
         for name in names:
             for conns in (1, 32):
                 row = results[name][f"wrk_{mode}_{conns}"]
                 ref = base[f"wrk_{mode}_{conns}"] if base else None
                 added = (ms(row["p50"] - ref["p50"]), ms(row["p99"] - ref["p99"])) if ref else ("-", "-")
+                spread = f"{row['rps_min']:.0f}-{row['rps_max']:.0f}"
                 print(
-                    f"{name:<8} {conns:>5} {row['rps']:>9.0f} {ms(row['p50']):>8} {ms(row['p99']):>8} "
+                    f"{name:<8} {conns:>5} {row['rps']:>9.0f} {spread:>13} "
+                    f"{ms(row['p50']):>8} {ms(row['p99']):>8} "
                     f"{added[0]:>10} {added[1]:>10}"
                 )
     print("\n## aiohttp client, 1 connection: latency, TTFT and chunk gap (ms); 'added' = minus direct")
@@ -515,6 +518,8 @@ def measure_rounds(targets: list[Target], rounds: int, duration_s: float, tmp: P
     results: dict[str, dict[str, Any]] = {target.name: {} for target in targets}
     for (name, cell), rows in samples.items():
         results[name][cell] = median_of(rows)
+        results[name][cell]["rps_min"] = min(row.get("rps", 0.0) for row in rows)
+        results[name][cell]["rps_max"] = max(row.get("rps", 0.0) for row in rows)
     return results
 
 
