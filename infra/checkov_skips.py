@@ -17,12 +17,15 @@ class Skip:
     check_id: str  # e.g. "CKV_K8S_43"
     resources: str  # checkov resource id pattern, e.g. "Deployment.llm-serving.*"
     reason: str
+    unless: str = ""  # resources the pattern would match that the skip must not cover
 
     def matches(self, check_id: str, resource: str) -> bool:
-        return check_id == self.check_id and fnmatchcase(resource, self.resources)
+        excluded = bool(self.unless) and fnmatchcase(resource, self.unless)
+        return check_id == self.check_id and fnmatchcase(resource, self.resources) and not excluded
 
 
-_VLLM = "Deployment.llm-serving.*"  # every vLLM model Deployment (the gateway is matched by name where it differs)
+_VLLM = "Deployment.llm-serving.*"  # every vLLM model Deployment (model names are free); `unless=_GATEWAY` below
+_GATEWAY = "Deployment.llm-serving.llm-gateway"
 _DEVICE_PLUGIN = "DaemonSet.kube-system.nvidia-device-plugin"
 _DCGM = "DaemonSet.monitoring.dcgm-exporter"
 
@@ -45,12 +48,20 @@ SKIPS: tuple[Skip, ...] = (
         _VLLM,
         "vLLM writes at start-up outside its model cache (torch.compile and Triton caches, outlines, /tmp IPC "
         "sockets); a read-only root would need an emptyDir per path, which vLLM does not document",
+        unless=_GATEWAY,
     ),
     Skip(
         "CKV_K8S_35",
         _VLLM,
         "vLLM reads its API key only from VLLM_API_KEY or --api-key (no file option); the value comes from a "
         "Secret by secretKeyRef, never a literal",
+        unless=_GATEWAY,
+    ),
+    Skip(
+        "CKV_K8S_35",
+        _GATEWAY,
+        "the gateway reads upstream API keys from environment variables named in its config (api_key_env), "
+        "filled by secretKeyRef from its credentials Secret; a file-based key option is a possible hardening",
     ),
     Skip(
         "CKV_K8S_23",
@@ -67,11 +78,6 @@ SKIPS: tuple[Skip, ...] = (
     ),
     Skip("CKV_K8S_9", _DEVICE_PLUGIN, "no endpoint to probe and no traffic to gate (see CKV_K8S_8)"),
     Skip(
-        "CKV2_K8S_6",
-        "Pod.kube-system.nvidia-device-plugin*",
-        "the device plugin listens on no network port (it talks to the kubelet over a unix socket)",
-    ),
-    Skip(
         "CKV_K8S_25",
         _DCGM,
         "DCGM's profiling metrics (SM activity, tensor pipe, NVLink) need CAP_SYS_ADMIN, as NVIDIA documents",
@@ -85,18 +91,13 @@ SKIPS: tuple[Skip, ...] = (
         _VLLM,
         "pending fix in components/vllm_deployment.py: runAsNonRoot with runAsUser/fsGroup 1000 and HF_HOME on "
         "the cache volume instead of /root/.cache",
-    ),
-    Skip("CKV_K8S_40", _VLLM, "pending fix in components/vllm_deployment.py: runAsUser 1000 (see CKV_K8S_23)"),
-    Skip(
-        "CKV2_K8S_6",
-        "Pod.llm-serving.*",
-        "pending fix in infra/program.py (or a network-policy component): default-deny ingress in the serving "
-        "namespace plus allow gateway -> vLLM :8000 and Prometheus -> :8000/metrics",
+        unless=_GATEWAY,
     ),
     Skip(
-        "CKV2_K8S_6",
-        "Pod.monitoring.dcgm-exporter*",
-        "pending fix in the monitoring component: a NetworkPolicy allowing only Prometheus to :9400",
+        "CKV_K8S_40",
+        _VLLM,
+        "pending fix in components/vllm_deployment.py: runAsUser 1000 (see CKV_K8S_23)",
+        unless=_GATEWAY,
     ),
     Skip(
         "CKV_K8S_22",
@@ -108,22 +109,11 @@ SKIPS: tuple[Skip, ...] = (
         _DEVICE_PLUGIN,
         "pending fix in components/device_plugin.py: a pod-level securityContext (seccompProfile RuntimeDefault)",
     ),
-    Skip(
-        "CKV_K8S_29",
-        _DCGM,
-        "pending fix in the monitoring component: a pod-level securityContext (seccompProfile RuntimeDefault)",
-    ),
-    Skip("CKV_K8S_31", _DCGM, "pending fix in the monitoring component: seccompProfile RuntimeDefault"),
-    Skip("CKV_K8S_11", _DCGM, "pending fix in the monitoring component: resources.limits.cpu on dcgm-exporter"),
 )
 
 # The project's own promises (tests/test_security_scan.py) that a landed component does not meet yet, by
 # "<check>:<stack>:<Kind namespace/name container>" pattern; same rule: the test fails when one matches nothing.
-PROMISE_EXCEPTIONS: dict[str, str] = {
-    "resources:*:DaemonSet monitoring/dcgm-exporter dcgm-exporter: resources.limits.cpu": (
-        "pending fix in the monitoring component: resources.limits.cpu on dcgm-exporter"
-    ),
-}
+PROMISE_EXCEPTIONS: dict[str, str] = {}
 
 # Workloads (Kind/namespace/name patterns) whose containers may be privileged, and why. Anything else privileged fails.
 PRIVILEGED_WORKLOADS: dict[str, str] = {
