@@ -65,6 +65,7 @@ class Gateway:
                 return False
             old, self.runtime = self.runtime, runtime
             self._forget_gone_endpoints(old, runtime)
+            self._forget_gone_budgets(old, runtime)
             task = asyncio.create_task(old.close(drain_timeout_s=old.config.server.request_timeout_s))
             self._retired.add(task)
             task.add_done_callback(self._retired.discard)
@@ -77,6 +78,12 @@ class Gateway:
             for endpoint in backend.endpoints:
                 if (backend.name, endpoint.label) not in kept:
                     backend.forget_endpoint(endpoint)
+
+    def _forget_gone_budgets(self, old: Runtime, new: Runtime) -> None:
+        budgets = {team.name for team in new.config.teams if team.monthly_budget_usd is not None}
+        for team in old.config.teams:
+            if team.monthly_budget_usd is not None and team.name not in budgets:
+                self.metrics.team_budget.remove(team.name)
 
     async def close(self) -> None:
         await self.runtime.close(drain_timeout_s=self.runtime.config.server.drain_timeout_s)

@@ -221,3 +221,25 @@ def test_month_to_date_usage_survives_a_restart(harness: Harness) -> None:
     assert metric(url2, "llm_gateway_team_spend_usd", team="alpha") == pytest.approx(5.6)
     with pytest.raises(openai.RateLimitError):
         ask(url2)
+
+
+def test_reload_changes_limits_and_keeps_the_spend(harness: Harness) -> None:
+    upstream = harness.upstream("a")
+    gateway, url = harness.gateway(config(upstream, teams=[team("alpha", KEY, monthly_budget_usd=5)]))
+    ask(url)
+    ask(url)
+    with pytest.raises(openai.RateLimitError):
+        ask(url)
+    # A bigger budget takes effect at once; the 5.6 USD already spent still count.
+    reloaded = config(
+        upstream, teams=[team("alpha", KEY, monthly_budget_usd=6)], audit={"path": str(harness.audit_path)}
+    )
+    assert harness.servers.run(gateway.reload(parse_config(reloaded)))
+    ask(url)
+    with pytest.raises(openai.RateLimitError):
+        ask(url)
+    assert metric(url, "llm_gateway_team_budget_usd", team="alpha") == 6
+    no_budget = config(upstream, teams=[team("alpha", KEY)], audit={"path": str(harness.audit_path)})
+    assert harness.servers.run(gateway.reload(parse_config(no_budget)))
+    assert metric(url, "llm_gateway_team_budget_usd", team="alpha") is None
+    ask(url)
