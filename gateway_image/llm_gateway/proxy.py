@@ -214,6 +214,14 @@ class Forwarder:
                 endpoint_only=False,
                 retry_after=headers.get("Retry-After"),
             )
+        if status in (401, 403):
+            # The backend refused the gateway's own key: a configuration fault, not the client's; others may work.
+            raise RetryableFailure(
+                502,
+                "upstream_auth",
+                f"Upstream refused the gateway's credentials ({status}); check its api_key_env.",
+                endpoint_only=False,
+            )
         self.exchange.reason = "bad_request"  # the backend refused the request itself, e.g. a prompt too long
         return web.Response(
             status=status,

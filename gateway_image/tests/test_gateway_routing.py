@@ -121,7 +121,7 @@ def test_killed_endpoint_fails_over_and_is_ejected(harness: Harness) -> None:
     assert httpx.get(url + "/readyz").status_code == 200
 
 
-@pytest.mark.parametrize("status", [500, 503, 429])
+@pytest.mark.parametrize("status", [500, 503, 429, 401])
 def test_failing_backend_falls_back(harness: Harness, status: int) -> None:
     broken = harness.upstream("broken", status=status)
     spare = harness.upstream("spare")
