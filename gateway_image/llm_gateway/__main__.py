@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import sys
 
 import uvloop
 
-from .config import ConfigError, load_config
+from .config import ConfigError, GatewayConfig, load_config
 from .server import Gateway, start_server, stop_server
 
 
@@ -40,9 +41,15 @@ async def serve(config_path: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="llm-gateway", description=__doc__)
-    parser.add_argument("--config", required=True, help="YAML config file (see llm_gateway.config.GatewayConfig)")
+    parser.add_argument("--config", help="YAML config file (see llm_gateway.config.GatewayConfig)")
     parser.add_argument("--check", action="store_true", help="validate the config file and exit")
+    parser.add_argument("--schema", action="store_true", help="print the config's JSON Schema and exit")
     args = parser.parse_args(argv)
+    if args.schema:
+        print(json.dumps(GatewayConfig.model_json_schema(), indent=2))
+        return 0
+    if not args.config:
+        parser.error("--config is required")
     try:
         if args.check:
             load_config(args.config)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -206,3 +207,16 @@ def test_check_flag_reports_config_errors(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "backends[0].kind: Input should be 'vllm' or 'openai' (got 'tgi')" in result.stderr
     assert "routes: List should have at least 1 item" in result.stderr
+
+
+def test_schema_flag_prints_the_documented_schema() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "llm_gateway", "--schema"], capture_output=True, text=True, timeout=30, check=True
+    )
+    schema = json.loads(result.stdout)
+    assert schema["additionalProperties"] is False
+    assert schema["$defs"]["BackendConfig"]["additionalProperties"] is False
+    # Every field of every model carries a description for the people who write the ConfigMap.
+    for name, model in [("GatewayConfig", schema), *schema["$defs"].items()]:
+        for field, spec in model["properties"].items():
+            assert spec.get("description"), f"{name}.{field} has no description"
