@@ -221,7 +221,11 @@ class Gateway:
         }
         if runtime.config.audit.include_prompts and body is not None:
             record["request"] = body
-        runtime.audit.write(record)
+        try:
+            runtime.audit.write(record)
+        except OSError as exc:
+            # A full disk must not take the answers down with it; the line goes to stderr instead.
+            print(f"llm-gateway: audit write failed ({exc}): {record}", file=sys.stderr)
 
     # ---- probes and metrics
 
