@@ -50,28 +50,27 @@ def serve_upstream(name: str, port: int, chunk_delay_s: float) -> None:
     from aiohttp import web
     from fake_upstream import Behaviour, FakeUpstream
 
-    upstream = FakeUpstream(name, Behaviour(chunk_delay_s=chunk_delay_s), port=port)
+    defaults = Behaviour(chunk_delay_s=chunk_delay_s)
+
+    class ControlledUpstream(FakeUpstream):
+        """FakeUpstream plus POST /_control {field: value}; fields not given go back to their defaults."""
+
+        def app(self) -> web.Application:
+            app = super().app()  # the router freezes at start(), so the route is added here
+            app.router.add_post("/_control", self.control)
+            return app
+
+        async def control(self, request: web.Request) -> web.Response:
+            changes = await request.json()
+            for key, value in {**defaults.__dict__, **changes}.items():
+                if key in {"latency_s", "chunk_delay_s", "status", "cut_after_chunks"}:
+                    setattr(self.behaviour, key, value)
+            return web.json_response(self.behaviour.__dict__ | {"release": None})
+
+    upstream = ControlledUpstream(name, Behaviour(chunk_delay_s=chunk_delay_s), port=port)
     # FakeUpstream keeps every request for tests to inspect; a soak would grow without bound, so keep none.
     upstream.requests = _Discard()
     upstream.headers = _Discard()
-    defaults = Behaviour(chunk_delay_s=chunk_delay_s)
-
-    async def control(request: web.Request) -> web.Response:
-        changes = await request.json()
-        for key, value in {**defaults.__dict__, **changes}.items():
-            if key in {"latency_s", "chunk_delay_s", "status", "cut_after_chunks"}:
-                setattr(upstream.behaviour, key, value)
-        return web.json_response(upstream.behaviour.__dict__ | {"release": None})
-
-    # The router is frozen once the runner is set up, so add the route to the app before start(): patch app().
-    make_app = upstream.app
-
-    def app_with_control() -> web.Application:
-        app = make_app()
-        app.router.add_post("/_control", control)
-        return app
-
-    upstream.app = app_with_control
 
     async def run() -> None:
         await upstream.start(port)
