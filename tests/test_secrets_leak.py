@@ -8,6 +8,7 @@ file `render.write` produces is then searched.
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 from pathlib import Path
 from typing import Any
@@ -115,3 +116,17 @@ def test_the_detector_finds_planted_values() -> None:
         blob = base64.b64encode(prefix + value.encode() + b'", "more": 1}')
         assert leaks(b"config.json: " + blob, [value]) == [value], prefix
         assert leaks(base64.urlsafe_b64encode(prefix + value.encode()), [value]) == [value], prefix
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_team_keys_reach_the_gateway_as_hashes_only(stack: str, tmp_path: Path) -> None:
+    """The positive side of the leak test for teamKeys: each key's SHA-256 is rendered, the key never is."""
+    values = secret_values(stack)
+    result = render.run(stack, secret_values=values)
+    files = render.write(result, tmp_path)
+    everything = "".join(files.values())
+    keys = [key for team_keys in values["teamKeys"].values() for key in team_keys]
+    assert keys, f"{stack}: the stack defines no teams"
+    missing = [key for key in keys if hashlib.sha256(key.encode()).hexdigest() not in everything]
+    assert not missing, f"{stack}: the gateway's config lacks the hashes of {missing}"
+    assert not any(key in everything for key in keys)
