@@ -233,9 +233,10 @@ class Forwarder:
     async def _plain(self, backend: Backend, endpoint: Endpoint) -> web.Response:
         url = endpoint.base_url + self.path
         endpoint.outstanding += 1
+        deadline = asyncio.timeout_at(self.deadline)
         try:
             async with (
-                asyncio.timeout_at(self.deadline),
+                deadline,
                 backend.session.post(
                     url,
                     data=self._payload(backend),
@@ -248,7 +249,8 @@ class Forwarder:
                 content_type = upstream.content_type
                 headers = upstream.headers
         except TimeoutError as exc:
-            if self._timed_out():
+            # expired(), not the clock: the loop may run the deadline's timer a hair before its time.
+            if deadline.expired():
                 raise self._deadline_error() from exc
             endpoint.record_failure()
             raise RetryableFailure(504, "timeout", f"Upstream {backend.name} timed out.", endpoint_only=True) from exc
@@ -327,9 +329,10 @@ class Forwarder:
         """
         url = endpoint.base_url + self.path
         endpoint.outstanding += 1
+        deadline = asyncio.timeout_at(self.deadline)
         try:
             async with (
-                asyncio.timeout_at(self.deadline),
+                deadline,
                 backend.session.post(
                     url, data=payload, headers=self._headers(backend), timeout=backend.client_timeout
                 ) as upstream,
@@ -345,7 +348,8 @@ class Forwarder:
             if not relay.done:
                 raise aiohttp.ClientPayloadError("the upstream ended the stream without [DONE]")
         except TimeoutError as exc:
-            if self._timed_out():
+            # expired(), not the clock: the loop may run the deadline's timer a hair before its time.
+            if deadline.expired():
                 if self.response is None:
                     raise self._deadline_error() from exc
                 raise StreamBroken("timeout", self._deadline_error().message, recoverable=False) from exc
