@@ -400,10 +400,15 @@ class Forwarder:
                 self.exchange.backend, self.exchange.endpoint = backend.name, endpoint.label
                 relay = SseRelay(strip_usage_chunk=not self.client_wants_usage, collect_text=True)
                 try:
-                    await self._relay(
+                    refused = await self._relay(
                         backend, endpoint, self._payload(backend, self._continuation(text, events)), relay
                     )
-                    return
+                    if refused is None:
+                        return
+                    # A 4xx for the continuation: the client already has a 200 stream, so try elsewhere.
+                    self.tried.add(endpoint)
+                    message = f"Upstream {backend.name} refused the continuation ({refused.status})."
+                    broken = StreamBroken("upstream_error", message, recoverable=True)
                 except StreamBroken as again:
                     self.tried.add(endpoint)
                     text, events, broken = text + relay.text, events + relay.content_events, again

@@ -150,3 +150,18 @@ def raw_events_with_timeout(url: str, body: dict[str, Any], read_timeout: float)
         "POST", url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"}, timeout=timeout
     ) as response:
         return list(response.iter_lines())
+
+
+def test_refused_continuation_ends_with_an_error_event(harness: Harness) -> None:
+    cutter = harness.upstream("cutter", cut_after_chunks=2)
+    refuser = harness.upstream("refuser", status=400)
+    _, url = harness.gateway(
+        route_config(backend("cutter", cutter), backend("refuser", refuser), recovery=True, fallbacks=["refuser"])
+    )
+    events = raw_events(url, {"model": "llama", "messages": [{"role": "user", "content": "hi"}], "stream": True})
+    # Never a silent truncation: the stream that could not be continued says so.
+    assert "[DONE]" not in events
+    assert "refused the continuation (400)" in json.loads(events[-1])["error"]["message"]
+    assert len(refuser.requests) == 1
+    audit = harness.audit(1)[0]
+    assert (audit["status"], audit["error"], audit["attempts"]) == (502, "stream_interrupted", 2)
