@@ -291,7 +291,7 @@ class Forwarder:
                 if broken.recoverable and self.recovery:
                     await self._recover(chain, relay.text, relay.content_events, broken)
                 else:
-                    await self._end_with_error(broken)
+                    await self.end_with_error(broken)
         except ClientGone:
             self.exchange.status, self.exchange.reason = 499, "client_closed"
         # 499 (nginx's "client closed request") only reaches the audit: nobody is left to read it.
@@ -374,7 +374,7 @@ class Forwarder:
             raise RetryableFailure(504 if reason == "timeout" else 502, reason, message, endpoint_only=True) from exc
         raise StreamBroken(reason, f"{message} The stream was interrupted.", recoverable=True) from exc
 
-    async def _end_with_error(self, broken: StreamBroken) -> None:
+    async def end_with_error(self, broken: StreamBroken) -> None:
         # An error event and no [DONE]: the client can tell a broken answer from a finished one.
         self.exchange.status = 504 if broken.reason == "timeout" else 502
         self.exchange.reason = "stream_interrupted" if broken.reason != "timeout" else "timeout"
@@ -416,7 +416,7 @@ class Forwarder:
                         break
                 except RetryableFailure:
                     self.tried.add(endpoint)
-        await self._end_with_error(broken)
+        await self.end_with_error(broken)
 
     def _continuation(self, text: str, events: int) -> dict[str, Any]:
         body = {

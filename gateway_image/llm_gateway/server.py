@@ -20,7 +20,7 @@ from .auth import TokenBucket
 from .config import ConfigError, GatewayConfig, load_config
 from .errors import GatewayError, error_response
 from .metrics import Metrics
-from .proxy import Exchange, Forwarder
+from .proxy import Exchange, Forwarder, StreamBroken
 from .routing import Route
 from .runtime import Runtime
 
@@ -135,6 +135,7 @@ class Gateway:
         runtime.in_flight += 1
         self.in_flight += 1
         body: dict[str, Any] | None = None
+        forwarder: Forwarder | None = None
         try:
             exchange.team = runtime.teams.authenticate(request.headers.get("Authorization"))
             runtime.teams.check_limits(exchange.team)
@@ -157,6 +158,13 @@ class Gateway:
             # A bug must still answer in OpenAI's format, with an id to find the traceback by.
             print(f"llm-gateway: request {exchange.request_id} failed:", file=sys.stderr)
             traceback.print_exc()
+            if forwarder is not None and forwarder.response is not None:
+                # Mid-stream: headers are gone already, so the stream itself must say that it failed.
+                await forwarder.end_with_error(
+                    StreamBroken("internal_error", "Internal gateway error.", recoverable=False)
+                )
+                exchange.status, exchange.reason = 500, "internal_error"
+                return forwarder.response
             exchange.status, exchange.reason = 500, "internal_error"
             internal = GatewayError(500, "Internal gateway error.", "internal_error")
             return error_response(internal, exchange.request_id)

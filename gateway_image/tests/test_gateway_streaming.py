@@ -9,6 +9,7 @@ import httpx
 import openai
 import pytest
 from conftest import KEY, Harness, backend, client, metric
+from llm_gateway.sse import SseRelay
 
 pytestmark = pytest.mark.network
 
@@ -165,3 +166,26 @@ def test_refused_continuation_ends_with_an_error_event(harness: Harness) -> None
     assert len(refuser.requests) == 1
     audit = harness.audit(1)[0]
     assert (audit["status"], audit["error"], audit["attempts"]) == (502, "stream_interrupted", 2)
+
+
+def test_a_gateway_bug_mid_stream_still_ends_with_an_error_event(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upstream = harness.upstream("a", chunk_delay_s=0.01)
+    _, url = harness.gateway(route_config(backend("a", upstream)))
+    feed = SseRelay.feed
+    calls = 0
+
+    def failing_feed(self: SseRelay, chunk: bytes) -> bytes:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("a bug in the relay")
+        return feed(self, chunk)
+
+    monkeypatch.setattr(SseRelay, "feed", failing_feed)
+    events = raw_events(url, {"model": "llama", "messages": [{"role": "user", "content": "hi"}], "stream": True})
+    assert "[DONE]" not in events
+    assert json.loads(events[-1])["error"]["message"] == "Internal gateway error."
+    audit = harness.audit(1)[0]
+    assert (audit["status"], audit["error"]) == (500, "internal_error")
