@@ -125,6 +125,9 @@ class DevicePlugin(pulumi.ComponentResource):
                             )
                         ),
                         automount_service_account_token=False,
+                        security_context=k8s.core.v1.PodSecurityContextArgs(
+                            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault")
+                        ),
                         containers=[
                             k8s.core.v1.ContainerArgs(
                                 name="nvidia-device-plugin",
@@ -134,6 +137,8 @@ class DevicePlugin(pulumi.ComponentResource):
                                     allow_privilege_escalation=False,
                                     capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
                                     seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+                                    # It writes only its socket, in the hostPath /var/lib/kubelet/device-plugins.
+                                    read_only_root_filesystem=True,
                                 ),
                                 resources=k8s.core.v1.ResourceRequirementsArgs(
                                     requests={"cpu": "50m", "memory": "64Mi"},

@@ -99,16 +99,6 @@ SKIPS: tuple[Skip, ...] = (
         "pending fix in components/vllm_deployment.py: runAsUser 1000 (see CKV_K8S_23)",
         unless=_GATEWAY,
     ),
-    Skip(
-        "CKV_K8S_22",
-        _DEVICE_PLUGIN,
-        "pending fix in components/device_plugin.py: readOnlyRootFilesystem true (it writes only its hostPath socket)",
-    ),
-    Skip(
-        "CKV_K8S_29",
-        _DEVICE_PLUGIN,
-        "pending fix in components/device_plugin.py: a pod-level securityContext (seccompProfile RuntimeDefault)",
-    ),
 )
 
 # The project's own promises (tests/test_security_scan.py) that a landed component does not meet yet, by

@@ -442,7 +442,13 @@ class ConfigError(Exception):
 def _key_path(location: tuple[Any, ...]) -> str:
     path = PLATFORM_KEY
     for part in location:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z0-9_.-]+", str(part)):
+            path += f".{part}"
+        else:
+            # A key with spaces or control characters would break the one-line-per-problem message.
+            path += f"[{str(part)!r}]"
     return path
 
 
