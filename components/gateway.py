@@ -315,8 +315,9 @@ class Gateway(pulumi.ComponentResource):
                             host=args.ingress_host,
                             http=k8s.networking.v1.HTTPIngressRuleValueArgs(
                                 paths=[
+                                    # Only the OpenAI API: /metrics and the probes share port 8080.
                                     k8s.networking.v1.HTTPIngressPathArgs(
-                                        path="/",
+                                        path="/v1",
                                         path_type="Prefix",
                                         backend=k8s.networking.v1.IngressBackendArgs(
                                             service=k8s.networking.v1.IngressServiceBackendArgs(
