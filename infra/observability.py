@@ -56,7 +56,7 @@ def wire_monitoring(platform: PlatformConfig, secrets: object, opts: pulumi.Reso
     if password is None:
         # The chart's fallback is a well-known default password; refuse rather than ship it.
         raise pulumi.RunError(
-            "monitoring.enabled needs the Grafana admin password: "
+            f"stack {pulumi.get_stack()!r}: monitoring.enabled needs the Grafana admin password: "
             "pulumi config set --secret llm-serving:grafanaAdminPassword <password> (or set monitoring.enabled: false)"
         )
     autoscaled = []
