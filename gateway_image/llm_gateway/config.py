@@ -53,6 +53,20 @@ class ServerConfig(StrictModel):
     drain_timeout_s: float = Field(
         default=30.0, ge=0, description="On SIGTERM, how long in-flight requests may take to finish."
     )
+    # aiohttp's own defaults; larger requests get 431 in OpenAI's format. Read when the listener starts.
+    max_header_bytes: int = Field(
+        default=8190,
+        ge=1024,
+        description="Largest header (name and value) accepted; larger ones get 431. A reload does not change it.",
+    )
+    max_headers: int = Field(
+        default=128, ge=16, description="Most headers accepted per request; more get 431. A reload does not change it."
+    )
+    max_request_line_bytes: int = Field(
+        default=8190,
+        ge=1024,
+        description="Longest request line (method, path, version) accepted. A reload does not change it.",
+    )
 
 
 class HealthConfig(StrictModel):

@@ -14,6 +14,7 @@ ERROR_TYPES = {
     413: "invalid_request_error",
     415: "invalid_request_error",
     429: "rate_limit_error",
+    431: "invalid_request_error",
     500: "api_error",
     502: "api_error",
     503: "api_error",

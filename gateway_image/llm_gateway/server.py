@@ -19,6 +19,7 @@ from .accounting import Ledger, cost_usd
 from .auth import TokenBucket
 from .config import ConfigError, GatewayConfig, load_config
 from .errors import GatewayError, error_response
+from .http_errors import OpenAIErrorAppRunner
 from .metrics import Metrics
 from .proxy import Exchange, Forwarder, StreamBroken
 from .routing import Route
@@ -185,6 +186,12 @@ class Gateway:
             404, f"The model {model!r} does not exist. Available: {known}.", "model_not_found", param="model"
         )
 
+    def refused(self, request_id: str, status: int, reason: str) -> None:
+        """Count and audit a request that aiohttp's parser refused before any handler ran."""
+        exchange = Exchange(request_id, time.perf_counter())
+        exchange.status, exchange.reason = status, reason
+        self._finish(self.runtime, exchange, None)
+
     def _finish(self, runtime: Runtime, exchange: Exchange, body: dict[str, Any] | None) -> None:
         """Account, count and audit one finished request."""
         latency = time.perf_counter() - exchange.started
@@ -335,11 +342,16 @@ def _check_fields(body: dict[str, Any], content_key: str) -> None:
 async def start_server(gateway: Gateway, host: str, port: int) -> web.AppRunner:
     """Start the gateway's health checks and its HTTP listener; the caller owns the returned runner."""
     await gateway.start()
-    runner = web.AppRunner(
+    server = gateway.runtime.config.server
+    runner = OpenAIErrorAppRunner(
         gateway.make_app(),
+        refused=gateway.refused,
         access_log=None,  # the audit line is the only per-request log
         handle_signals=False,
-        shutdown_timeout=gateway.runtime.config.server.drain_timeout_s,
+        shutdown_timeout=server.drain_timeout_s,
+        max_field_size=server.max_header_bytes,
+        max_headers=server.max_headers,
+        max_line_size=server.max_request_line_bytes,
     )
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
