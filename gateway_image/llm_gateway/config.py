@@ -6,6 +6,7 @@ every field carries a description, and errors name the key path, the bad value a
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from pathlib import Path
@@ -16,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$"
 SHA256_HEX_PATTERN = r"^[0-9a-f]{64}$"
+# Key names printed as they are in error messages; any other key is quoted with repr().
+PLAIN_KEY = re.compile(r"[A-Za-z0-9_.:/-]+")
 
 
 class ConfigError(ValueError):
@@ -267,7 +270,7 @@ def parse_config(raw: object, source: str = "config") -> GatewayConfig:
 
 def _describe(error: Any) -> str:
     loc = error["loc"]
-    path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".") or "(top)"
+    path = "".join(_key_part(part) for part in loc).lstrip(".") or "(top)"
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1])
@@ -275,6 +278,15 @@ def _describe(error: Any) -> str:
     if error["type"] == "missing":
         return f"{path}: required key is missing"
     return f"{path}: {message} (got {error['input']!r})"
+
+
+def _key_part(part: int | str) -> str:
+    if isinstance(part, int):
+        return f"[{part}]"
+    if PLAIN_KEY.fullmatch(part):
+        return f".{part}"
+    # A key with a line break, a space or ": " would split or blur the one-line-per-problem message.
+    return f"[{part!r}]"
 
 
 def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
