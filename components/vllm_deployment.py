@@ -24,7 +24,20 @@ GPU_IMAGE = f"vllm/vllm-openai:v{VLLM_VERSION}"
 # Docker Hub as vllm/vllm-openai-cpu.
 CPU_IMAGE = f"public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v{VLLM_VERSION}"
 PORT = 8000
-HF_CACHE_DIR = "/root/.cache/huggingface"
+# The image runs as root with HOME=/root and has no user of its own. The pods run as RUN_AS_USER instead, a high
+# uid (>= 10000, checkov CKV_K8S_40) that no host account shares, and every path vLLM writes to is a volume: the
+# model cache; a HOME (vLLM's envs.py derives VLLM_CACHE_ROOT, VLLM_CONFIG_ROOT and the assets cache from ~ or
+# XDG_*; Triton, FlashInfer, numba and CUDA's JIT caches also live under ~); and /tmp (RPC and IPC sockets, the
+# torch inductor cache, outlines: all from tempfile.gettempdir()). Nothing else is written: the root file system
+# is read-only.
+RUN_AS_USER = 10001
+HF_CACHE_DIR = "/models/huggingface"
+HOME_DIR = "/home/vllm"
+CACHE_DIR = f"{HOME_DIR}/.cache"
+TMP_DIR = "/tmp"
+# torch.compile and Triton caches of one model stay well under this; an emptyDir over its limit evicts the pod.
+HOME_GIB = 4
+TMP_GIB = 2
 SHM_GIB = 16
 # CPU start-up: image pull of a small model, weights download and load, no CUDA graphs. Generous on purpose:
 # a probe that fires early kills a slow but healthy start and begins it again.
@@ -207,6 +220,11 @@ class VllmDeployment(pulumi.ComponentResource):
             from_secret("VLLM_API_KEY", SECRET_KEY_API_KEY),
             k8s.core.v1.EnvVarArgs(name="VLLM_NO_USAGE_STATS", value="1"),
             k8s.core.v1.EnvVarArgs(name="HF_HOME", value=HF_CACHE_DIR),
+            k8s.core.v1.EnvVarArgs(name="HOME", value=HOME_DIR),
+            k8s.core.v1.EnvVarArgs(name="XDG_CACHE_HOME", value=CACHE_DIR),
+            k8s.core.v1.EnvVarArgs(name="XDG_CONFIG_HOME", value=f"{HOME_DIR}/.config"),
+            k8s.core.v1.EnvVarArgs(name="VLLM_CACHE_ROOT", value=f"{CACHE_DIR}/vllm"),
+            k8s.core.v1.EnvVarArgs(name="TMPDIR", value=TMP_DIR),
             # No HF_HUB_ENABLE_HF_TRANSFER: huggingface_hub 1.x (what vLLM 0.32 ships) ignores it and downloads
             # through hf-xet.
         ]
@@ -255,7 +273,19 @@ class VllmDeployment(pulumi.ComponentResource):
                     ),
                 )
             )
-        mounts = [k8s.core.v1.VolumeMountArgs(name="model-cache", mount_path=HF_CACHE_DIR)]
+        volumes += [
+            k8s.core.v1.VolumeArgs(
+                name="home", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=f"{HOME_GIB}Gi")
+            ),
+            k8s.core.v1.VolumeArgs(
+                name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=f"{TMP_GIB}Gi")
+            ),
+        ]
+        mounts = [
+            k8s.core.v1.VolumeMountArgs(name="model-cache", mount_path=HF_CACHE_DIR),
+            k8s.core.v1.VolumeMountArgs(name="home", mount_path=HOME_DIR),
+            k8s.core.v1.VolumeMountArgs(name="tmp", mount_path=TMP_DIR),
+        ]
         if model.gpus > 1:
             # NCCL moves tensor-parallel traffic through /dev/shm; the container runtime's 64 MiB default fails.
             volumes.append(
@@ -303,6 +333,7 @@ class VllmDeployment(pulumi.ComponentResource):
             ),
             security_context=k8s.core.v1.SecurityContextArgs(
                 allow_privilege_escalation=False,
+                read_only_root_filesystem=True,
                 capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
                 seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
             ),
@@ -377,7 +408,15 @@ class VllmDeployment(pulumi.ComponentResource):
                         affinity=affinity,
                         topology_spread_constraints=spread,
                         security_context=k8s.core.v1.PodSecurityContextArgs(
-                            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault")
+                            run_as_non_root=True,
+                            run_as_user=RUN_AS_USER,
+                            run_as_group=RUN_AS_USER,
+                            # The volumes become group-writable for the pod's user. Only when the top folder's
+                            # owner differs: a recursive chown of a warm cache claim (100+ GiB) on every start
+                            # would delay it by minutes.
+                            fs_group=RUN_AS_USER,
+                            fs_group_change_policy="OnRootMismatch",
+                            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
                         ),
                         containers=[container],
                         volumes=volumes,

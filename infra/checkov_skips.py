@@ -44,13 +44,6 @@ SKIPS: tuple[Skip, ...] = (
         "pod start would add minutes to each scale-up",
     ),
     Skip(
-        "CKV_K8S_22",
-        _VLLM,
-        "vLLM writes at start-up outside its model cache (torch.compile and Triton caches, outlines, /tmp IPC "
-        "sockets); a read-only root would need an emptyDir per path, which vLLM does not document",
-        unless=_GATEWAY,
-    ),
-    Skip(
         "CKV_K8S_35",
         _VLLM,
         "vLLM reads its API key only from VLLM_API_KEY or --api-key (no file option); the value comes from a "
@@ -85,20 +78,6 @@ SKIPS: tuple[Skip, ...] = (
     Skip("CKV_K8S_39", _DCGM, "CAP_SYS_ADMIN for DCGM profiling metrics (see CKV_K8S_25)"),
     Skip("CKV_K8S_23", _DCGM, "DCGM runs as root to open the NVIDIA driver's profiling interface"),
     Skip("CKV_K8S_40", _DCGM, "runs as root for DCGM profiling (see CKV_K8S_23)"),
-    # -- debts: each names the component that must change (docs/security.md lists the exact change) ---------------
-    Skip(
-        "CKV_K8S_23",
-        _VLLM,
-        "pending fix in components/vllm_deployment.py: runAsNonRoot with runAsUser/fsGroup 1000 and HF_HOME on "
-        "the cache volume instead of /root/.cache",
-        unless=_GATEWAY,
-    ),
-    Skip(
-        "CKV_K8S_40",
-        _VLLM,
-        "pending fix in components/vllm_deployment.py: runAsUser 1000 (see CKV_K8S_23)",
-        unless=_GATEWAY,
-    ),
 )
 
 # The project's own promises (tests/test_security_scan.py) that a landed component does not meet yet, by

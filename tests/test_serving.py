@@ -15,7 +15,11 @@ from components.gpu_node_group import GPU_TAINT_KEY, NODE_GROUP_LABEL
 from components.vllm_deployment import (
     CPU_IMAGE,
     GPU_IMAGE,
+    HF_CACHE_DIR,
+    HOME_DIR,
     PORT,
+    RUN_AS_USER,
+    TMP_DIR,
     VLLM_VERSION,
     ExtraArgsError,
     serve_args,
@@ -25,6 +29,7 @@ from infra.capacity import startup_seconds
 from infra.config import PLATFORM_KEY, ModelConfig, PlatformConfig, parse_platform
 from infra.planning import plan_for
 from tests.conftest import rendered
+from tests.vllm_server import WRITTEN_PATH_VARS
 
 STACKS = render.stack_names()
 GPU_STACKS = [stack for stack in STACKS if stack != "local"]
@@ -179,7 +184,44 @@ def test_hardened_pod(stack: str, model: ModelConfig) -> None:
     assert context["allowPrivilegeEscalation"] is False
     assert context["capabilities"]["drop"] == ["ALL"]
     assert context["seccompProfile"]["type"] == "RuntimeDefault"
+    assert context["readOnlyRootFilesystem"] is True
     assert spec["automountServiceAccountToken"] is False
+    assert spec["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "runAsGroup": RUN_AS_USER,
+        "fsGroup": RUN_AS_USER,
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert RUN_AS_USER >= 10000
+    assert "runAsUser" not in context, "the pod-level user must not be overridden back to root"
+
+
+@pytest.mark.parametrize(("stack", "model"), stack_models())
+def test_every_written_path_is_on_a_writable_volume(stack: str, model: ModelConfig) -> None:
+    spec = pod_spec(stack, model)
+    container = vllm_container(stack, model)
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    assert env["HF_HOME"] == HF_CACHE_DIR
+    assert env["HOME"] == HOME_DIR
+    assert env["TMPDIR"] == TMP_DIR
+    assert env["VLLM_CACHE_ROOT"] == f"{HOME_DIR}/.cache/vllm"
+    assert not any(str(value).startswith("/root") for value in env.values()), "root's home is not writable"
+    mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
+    assert {path: mount["name"] for path, mount in mounts.items()} | {"/dev/shm": "shm"} == {
+        HF_CACHE_DIR: "model-cache",
+        HOME_DIR: "home",
+        TMP_DIR: "tmp",
+        "/dev/shm": "shm",
+    }
+    assert not any(mount.get("readOnly") for mount in mounts.values())
+    volumes = {volume["name"]: volume for volume in spec["volumes"]}
+    for name in ("home", "tmp"):
+        assert volumes[name]["emptyDir"]["sizeLimit"].endswith("Gi"), name
+    # With a read-only root, each path vLLM writes to must lie on one of the mounts.
+    for name in WRITTEN_PATH_VARS:
+        assert any(f"{env[name]}/".startswith(f"{path}/") for path in mounts), f"{name}={env[name]} is on no volume"
     assert spec["serviceAccountName"] in objects(stack, "ServiceAccount", platform_of(stack).namespace)
 
 
@@ -247,7 +289,7 @@ def test_prod_70b_caches_weights_on_a_claim_per_pod(prod: render.RenderResult) -
     assert claim["storageClassName"] == "gp3"
     assert claim["resources"]["requests"]["storage"] == "120Gi"
     mounts = vllm_container("prod", model)["volumeMounts"]
-    assert {"name": "model-cache", "mountPath": "/root/.cache/huggingface"} in mounts
+    assert {"name": "model-cache", "mountPath": "/models/huggingface"} in mounts
 
 
 def test_staging_single_replica_keeps_a_named_cache_claim(staging: render.RenderResult) -> None:

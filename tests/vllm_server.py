@@ -3,7 +3,8 @@
 Reusable: `start_vllm(tmp_path)` returns a `VllmServer` (base_url, api_key, process) and `stop_vllm` ends it;
 `running_vllm(tmp_path)` is the same as a context manager, and `vllm_server` a module-scoped pytest fixture.
 The argument list and environment come from the `local` stack's rendered Deployment: only `--model` (a tiny
-Llama built on the spot), `--port` (a free one) and `--host` (loopback, not every interface) are swapped.
+Llama built on the spot), `--port` (a free one) and `--host` (loopback, not every interface) are swapped, and env
+paths on the pod's volumes (HF_HOME, HOME, caches, TMPDIR) become folders under the test's tmp_path.
 Needs the `vllm` extra (scripts/install-vllm.sh); callers mark their tests `vllm`.
 """
 
@@ -21,7 +22,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -78,23 +79,35 @@ def local_serve_args(model_dir: Path, port: int) -> list[str]:
     return _swap(args, "--host", HOST)
 
 
+# Paths the server writes to; in the pod each lies on a volume, here each must land in the test's folder.
+WRITTEN_PATH_VARS = ("HF_HOME", "HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "VLLM_CACHE_ROOT", "TMPDIR")
+
+
+def pod_path_on_host(pod_path: str, mounts: dict[str, str], work_dir: Path) -> str:
+    """The folder under work_dir that stands for `pod_path`, a path on one of the pod's volumes (mount path ->
+    volume name), as `--model` stands for the model folder; a path on no volume is returned unchanged."""
+    path = PurePosixPath(pod_path)
+    for mount_path, volume in mounts.items():
+        if path.is_relative_to(mount_path):
+            return str(work_dir / "volumes" / volume / path.relative_to(mount_path))
+    return pod_path
+
+
 def local_serve_env(api_key: str, work_dir: Path) -> dict[str, str]:
-    """The Deployment's plain env values, secrets replaced by local ones, paths moved under work_dir."""
+    """The Deployment's plain env values, secrets replaced by local ones, paths on the pod's volumes moved under
+    work_dir (each start leaves IPC sockets and compile caches behind: they stay in the test's folder)."""
+    container = rendered_local_container()
+    mounts = {mount["mountPath"]: mount["name"] for mount in container.get("volumeMounts", [])}
     env = dict(os.environ)
-    for item in rendered_local_container().get("env", []):
+    for item in container.get("env", []):
         if "value" in item:
-            env[item["name"]] = str(item["value"])
-    env |= {
-        "VLLM_API_KEY": api_key,
-        "HF_HOME": str(work_dir / "hf-home"),
-        "HF_HUB_OFFLINE": "1",
-        "VLLM_NO_USAGE_STATS": "1",
-        # Each start leaves IPC sockets and compile caches behind: keep them in the test's folder.
-        "TMPDIR": str(work_dir / "tmp"),
-        "VLLM_CACHE_ROOT": str(work_dir / "vllm-cache"),
-    }
+            env[item["name"]] = pod_path_on_host(str(item["value"]), mounts, work_dir)
+    env |= {"VLLM_API_KEY": api_key, "HF_HUB_OFFLINE": "1"}
     env.pop("HF_TOKEN", None)
-    (work_dir / "tmp").mkdir(parents=True, exist_ok=True)
+    outside = {name: env.get(name) for name in WRITTEN_PATH_VARS if not env.get(name, "").startswith(str(work_dir))}
+    assert not outside, f"the rendered vLLM env leaves these paths off the pod's volumes: {outside}"
+    for name in WRITTEN_PATH_VARS:
+        Path(env[name]).mkdir(parents=True, exist_ok=True)
     return env
 
 
