@@ -7,6 +7,7 @@ leaf, so a secret is written as `[secret]` while the rest of its object stays re
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections import Counter
@@ -132,6 +133,7 @@ def run(stack: str, secret_values: dict[str, Any] | None = None, config: dict[st
 
     if config is None:
         config = read_stack_file(stack)
+    _ensure_event_loop()
     platform_raw = config.get(PLATFORM_KEY)
     secrets = placeholder_secrets(platform_raw) | (secret_values or {})
     flat: dict[str, str] = {}
@@ -175,6 +177,17 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
 
 
 _ReadableDumper.add_representer(str, _represent_str)
+
+
+def _ensure_event_loop() -> None:
+    """The SDK registers resources on the thread's current event loop; after an `asyncio.run` (a test, a caller)
+    the main thread has none, so give it a fresh one."""
+    try:
+        loop = asyncio.get_event_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None or loop.is_closed():
+        asyncio.set_event_loop(asyncio.new_event_loop())
 
 
 def _component_of(record: Recorded, by_urn: dict[str, Recorded]) -> str:

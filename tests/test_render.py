@@ -106,3 +106,13 @@ def test_cli_render_and_diff_exit_codes(tmp_path: Path, capsys: pytest.CaptureFi
     assert cli(["diff", str(tmp_path / "a"), str(tmp_path / "b"), "--exit-zero"]) == 0
     assert cli(["render", "nope"]) == 2
     assert "no stack 'nope'" in capsys.readouterr().err
+
+
+def test_render_works_after_asyncio_run_left_the_main_thread_without_a_loop() -> None:
+    import asyncio
+
+    async def nothing() -> None:
+        return None
+
+    asyncio.run(nothing())  # closes its loop and leaves no current loop behind, as the gateway tests do
+    assert render.run("local").resources
