@@ -10,7 +10,11 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.config import PROJECT, SECRET_KEYS, ConfigError, PlatformConfig, parse_platform
+from infra.config import PROJECT, ConfigError, PlatformConfig, parse_platform
+from infra.gateway_wiring import wire_gateway
+from infra.observability import wire_monitoring
+from infra.planning import capacity_outputs, cost_outputs
+from infra.serving import wire_serving
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,7 @@ class Secrets:
 
 
 def read_secrets(config: pulumi.Config) -> Secrets:
-    assert set(SECRET_KEYS) == {"hfToken", "vllmApiKey", "openaiApiKey", "grafanaAdminPassword", "teamKeys"}
+    """The keys of SECRET_KEYS, each a Pulumi secret."""
     return Secrets(
         hf_token=config.get_secret("hfToken"),
         vllm_api_key=config.get_secret("vllmApiKey"),
@@ -35,28 +39,24 @@ def read_secrets(config: pulumi.Config) -> Secrets:
     )
 
 
-def load_platform() -> PlatformConfig:
+def load_platform(config: pulumi.Config) -> PlatformConfig:
     """Validate before registering anything: a bad stack file costs nothing and says exactly what is wrong."""
-    stack = pulumi.get_stack()
-    raw = pulumi.Config(PROJECT).get_object("platform")
     try:
-        return parse_platform(stack, raw)
+        return parse_platform(pulumi.get_stack(), config.get_object("platform"))
     except ConfigError as error:
         # RunError prints the message without a Python traceback.
         raise pulumi.RunError(str(error)) from None
 
 
 def main() -> None:
-    platform = load_platform()
-    secrets = read_secrets(pulumi.Config(PROJECT))
-    for key, value in build(platform, secrets).items():
+    config = pulumi.Config(PROJECT)
+    platform = load_platform(config)
+    for key, value in build(platform, read_secrets(config)).items():
         pulumi.export(key, value)
 
 
 def build(platform: PlatformConfig, secrets: Secrets) -> dict[str, object]:
     """Create every resource of the platform; returns the stack outputs."""
-    from infra.planning import capacity_outputs, cost_outputs
-
     outputs: dict[str, object] = {
         "environment": platform.environment,
         "capacity": capacity_outputs(platform),
@@ -74,6 +74,7 @@ def build(platform: PlatformConfig, secrets: Secrets) -> dict[str, object]:
 
 
 def _aws(platform: PlatformConfig, tags: dict[str, str], outputs: dict[str, object]) -> k8s.Provider:
+    # Imported here: the AWS SDK is the heaviest import, and the local stack never needs it.
     import pulumi_aws as aws
 
     from components.cluster import Cluster, ClusterArgs
@@ -148,10 +149,6 @@ def _aws(platform: PlatformConfig, tags: dict[str, str], outputs: dict[str, obje
 
 
 def _kubernetes(platform: PlatformConfig, secrets: Secrets, provider: k8s.Provider, outputs: dict[str, object]) -> None:
-    from infra.gateway_wiring import wire_gateway
-    from infra.observability import wire_monitoring
-    from infra.serving import wire_serving
-
     opts = pulumi.ResourceOptions(providers=[provider])
     k8s.core.v1.Namespace(
         platform.namespace,
