@@ -341,9 +341,13 @@ class Forwarder:
                     passed_on = self._check_status(upstream.status, await upstream.read(), endpoint, upstream.headers)
                     self.exchange.status = upstream.status
                     return passed_on
+                last = b""
                 async for chunk in upstream.content.iter_any():
                     out = relay.feed(chunk)
-                    if out:
+                    if relay.done:
+                        # Held back to leave with the end of the chunked body: one socket write per stream fewer.
+                        last += out
+                    elif out:
                         await self._send(out)
             if not relay.done:
                 raise aiohttp.ClientPayloadError("the upstream ended the stream without [DONE]")
@@ -362,11 +366,11 @@ class Forwarder:
             endpoint.outstanding -= 1
         endpoint.record_success()
         self.exchange.add_usage(relay.usage)
-        if self.response is not None:
-            try:
-                await self.response.write_eof()
-            except (ConnectionResetError, aiohttp.ClientConnectionResetError) as exc:
-                raise ClientGone from exc
+        try:
+            response = self.response or await self._begin_stream()
+            await response.write_eof(last)
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError) as exc:
+            raise ClientGone from exc
         return None
 
     def _fail(self, backend: Backend, reason: str, message: str, exc: Exception) -> None:
