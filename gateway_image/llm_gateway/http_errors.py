@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -87,8 +88,8 @@ class OpenAIErrorServer(web.Server):
 class OpenAIErrorAppRunner(web.AppRunner):
     """`web.AppRunner` whose connections answer parser errors in OpenAI's format and report them to `refused`."""
 
-    def __init__(self, app: web.Application, *, refused: Refused | None = None, **kwargs: object) -> None:
-        super().__init__(app, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, app: web.Application, *, refused: Refused | None = None, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
         self._refused = refused
 
     async def _make_server(self) -> web.Server:
