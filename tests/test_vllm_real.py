@@ -3,13 +3,16 @@ gateway and monitoring rely on: health, auth, chat (plain and streamed with usag
 
 from __future__ import annotations
 
+import tempfile
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import openai
 import pytest
 
-from tests.vllm_server import VllmServer, vllm_server
+from components.vllm_deployment import RUN_AS_USER
+from tests.vllm_server import VllmServer, can_confine, running_vllm, vllm_server
 
 pytestmark = pytest.mark.vllm
 __all__ = ["vllm_server"]  # the fixture, imported for pytest
@@ -116,3 +119,35 @@ def test_metrics_expose_what_we_alert_and_scale_on(vllm_server: VllmServer) -> N
         if line.startswith("vllm:generation_tokens_total{") and f'model_name="{vllm_server.model}"' in line
     ]
     assert generated and sum(generated) > 0
+
+
+def _uids_of_group(process_group: int) -> set[int]:
+    uids = set()
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # Fields after the command name (which may hold spaces): state, ppid, pgrp.
+            if int(status.read_text().rsplit(")", 1)[1].split()[2]) == process_group:
+                uids.add(status.parent.stat().st_uid)
+        except (OSError, ValueError, IndexError):
+            continue  # the process ended meanwhile
+    return uids
+
+
+def test_serves_as_the_pod_user_on_a_read_only_root() -> None:
+    """The pod's securityContext (non-root uid, read-only root) with only its volumes writable: vLLM still starts
+    and answers, so every path it writes to is one the Deployment mounts."""
+    pytest.importorskip("vllm", reason="needs the vLLM CPU build: scripts/install-vllm.sh")
+    if (reason := can_confine()) is not None:
+        pytest.skip(reason)
+    # Not pytest's tmp_path: its parents are private to root, and the pod's user must read the model folder.
+    with tempfile.TemporaryDirectory(prefix="vllm-pod-user-") as folder:
+        work_dir = Path(folder)
+        work_dir.chmod(0o755)
+        with running_vllm(work_dir, run_as=RUN_AS_USER) as server:
+            response = _client(server).chat.completions.create(
+                model=server.model, messages=[{"role": "user", "content": "Say hello."}], max_tokens=4
+            )
+            assert response.usage is not None and response.usage.completion_tokens > 0
+            assert _uids_of_group(server.process.pid) == {RUN_AS_USER}, "vLLM ran as another user"
+        written = {path.relative_to(work_dir / "volumes").parts[0] for path in (work_dir / "volumes").rglob("*")}
+        assert {"home", "tmp"} <= written, f"vLLM wrote to {written} only"

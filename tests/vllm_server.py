@@ -5,6 +5,8 @@ Reusable: `start_vllm(tmp_path)` returns a `VllmServer` (base_url, api_key, proc
 The argument list and environment come from the `local` stack's rendered Deployment: only `--model` (a tiny
 Llama built on the spot), `--port` (a free one) and `--host` (loopback, not every interface) are swapped, and env
 paths on the pod's volumes (HF_HOME, HOME, caches, TMPDIR) become folders under the test's tmp_path.
+`start_vllm(..., run_as=uid)` also runs it as the pod does (that uid, read-only root, only the volumes writable)
+where the machine allows it (`can_confine`: root and mount namespaces).
 Needs the `vllm` extra (scripts/install-vllm.sh); callers mark their tests `vllm`.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -119,6 +122,55 @@ def _vllm_command() -> list[str]:
     return [str(script), "serve"]
 
 
+# Run by `sh -c` inside a private mount namespace: each argument before `--` (a volume) is bind-mounted on itself so
+# it stays writable, the interpreter's prefix under /root stays reachable behind an empty tmpfs (the pod's user
+# cannot enter the image's root home either), then the root file system turns read-only and the command runs as
+# the pod's user. Exit 99: the root was still writable, and the check would prove nothing.
+_CONFINE_SCRIPT = """set -e
+uid=$1; prefix=$2; keep=$3; shift 3
+while [ "$1" != "--" ]; do mount --bind "$1" "$1"; shift; done; shift
+if [ -n "$prefix" ]; then
+  mount --bind "$prefix" "$keep"
+  mount -t tmpfs -o mode=755 tmpfs /root; mkdir -p "$prefix"; mount --bind "$keep" "$prefix"
+  mount -o remount,ro /root
+fi
+mount -o bind,remount,ro /
+if touch /.read-only-probe 2>/dev/null; then rm -f /.read-only-probe; exit 99; fi
+exec setpriv --reuid "$uid" --regid "$uid" --clear-groups "$@"
+"""
+
+
+def can_confine() -> str | None:
+    """None if this machine can run the server as the pod does (root, mount namespaces, setpriv); else why not."""
+    if os.geteuid() != 0:
+        return "needs root to make a read-only mount namespace and switch user"
+    if shutil.which("unshare") is None or shutil.which("setpriv") is None:
+        return "needs unshare and setpriv (util-linux)"
+    probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True, check=False)
+    return None if probe.returncode == 0 else f"unshare --mount fails: {probe.stderr.decode(errors='replace')}"
+
+
+def confined(command: list[str], volumes: list[Path], uid: int, mount_point: Path) -> list[str]:
+    """`command` as the pod runs it: as `uid`, on a read-only root where only `volumes` take writes; `mount_point`
+    is an empty folder the namespace may use (it stays empty outside)."""
+    mount_point.mkdir(parents=True, exist_ok=True)
+    for volume in volumes:
+        # What the pod's fsGroup does to its volumes.
+        for folder, _, files in os.walk(volume):
+            for name in [folder, *(os.path.join(folder, file) for file in files)]:
+                os.chown(name, uid, uid)
+    prefix = Path(sys.base_prefix).resolve()
+    hidden_prefix = str(prefix) if prefix.is_relative_to("/root") else ""
+    return [
+        *("unshare", "--mount", "--propagation", "private", "sh", "-c", _CONFINE_SCRIPT, "sh", str(uid)),
+        hidden_prefix,
+        str(mount_point),
+        *map(str, volumes),
+        "--",
+        *command,
+    ]
+
+
 def _tail(path: Path, lines: int = 40) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -126,17 +178,25 @@ def _tail(path: Path, lines: int = 40) -> str:
         return "(no log)"
 
 
-def start_vllm(tmp_path: Path, timeout: float = START_TIMEOUT_SECONDS) -> VllmServer:
-    """Build the tiny model, start the server with the local stack's arguments, wait for /health."""
+def start_vllm(tmp_path: Path, timeout: float = START_TIMEOUT_SECONDS, run_as: int | None = None) -> VllmServer:
+    """Build the tiny model, start the server with the local stack's arguments, wait for /health. With `run_as`
+    (a uid; see `can_confine`), the server runs as that user on a read-only root, as in the pod; tmp_path must then
+    be readable by that user."""
     model_dir = build_tiny_llama(tmp_path / "tiny-llama")
     port = free_port()
     api_key = "test-" + secrets.token_hex(8)
     args = local_serve_args(model_dir, port)
+    env = local_serve_env(api_key, tmp_path)
+    command = [*_vllm_command(), *args]
+    if run_as is not None:
+        # In the pod the model lies in the cache volume, downloaded by the pod's user: it is one more volume here.
+        volumes = [*sorted((tmp_path / "volumes").iterdir()), model_dir]
+        command = confined(command, volumes, run_as, tmp_path / "mnt")
     log_path = tmp_path / "vllm.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [*_vllm_command(), *args],
-            env=local_serve_env(api_key, tmp_path),
+            command,
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -179,8 +239,8 @@ def stop_vllm(server: VllmServer) -> None:
 
 
 @contextmanager
-def running_vllm(tmp_path: Path) -> Iterator[VllmServer]:
-    server = start_vllm(tmp_path)
+def running_vllm(tmp_path: Path, run_as: int | None = None) -> Iterator[VllmServer]:
+    server = start_vllm(tmp_path, run_as=run_as)
     try:
         yield server
     finally:
