@@ -11,7 +11,9 @@ Targets, each proxying to one fake OpenAI server (aiohttp + uvloop, started here
 
 For each target and for 1 and 32 connections: requests/s and latency p50/p99 from wrk (a Lua script POSTs the
 body), non-streaming and streaming (16 chunks 1 ms apart, then a usage chunk and [DONE]). An aiohttp client adds
-exact percentiles at one connection, and for streams the time to first token and the gap between chunks.
+exact percentiles at one connection, and for streams the time to first token and the gap between chunks. For the
+single-process proxies (gateway, aiohttp) the CPU time per request is measured too: at 32 connections streams are
+capped by their own pace (~20 ms each), so req/s cannot show a cheaper relay, CPU time can.
 Needs `wrk` and `nginx` on PATH (apt-get install -y nginx wrk). Every process started here is stopped on exit.
 """
 
@@ -170,14 +172,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def process(name: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[None]:
-    """Start a process in its own session; on exit, SIGTERM its group, then SIGKILL after 10 s."""
+def process(name: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[int]:
+    """Start a process in its own session and give its pid; on exit, SIGTERM its group, then SIGKILL after 10 s."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, start_new_session=True
         )
         try:
-            yield
+            yield proc.pid
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -209,6 +211,8 @@ class Target:
     name: str
     base_url: str  # up to and including /v1
     headers: dict[str, str] = field(default_factory=dict)
+    # A proxy that does all its work in one process: its CPU time per request is measured too.
+    pid: int | None = None
 
 
 def gateway_config(tmp: Path, port: int, upstream_port: int) -> Path:
@@ -302,14 +306,14 @@ def start_target(
         config = gateway_config(tmp, port, upstream_port)
         profiler = ["-m", "cProfile", "-o", str(profile)] if profile else []
         argv = [sys.executable, *profiler, "-m", "llm_gateway", "--config", str(config)]
-        stack.enter_context(process(name, argv, log, {"PYTHONPATH": str(ROOT / "gateway_image")}))
+        pid = stack.enter_context(process(name, argv, log, {"PYTHONPATH": str(ROOT / "gateway_image")}))
         wait_ready(f"http://127.0.0.1:{port}/readyz", log)
-        return Target(name, f"http://127.0.0.1:{port}/v1", {"Authorization": f"Bearer {GATEWAY_KEY}"})
+        return Target(name, f"http://127.0.0.1:{port}/v1", {"Authorization": f"Bearer {GATEWAY_KEY}"}, pid)
     if name == "aiohttp":
         argv = [sys.executable, __file__, "passthrough", "--port", str(port), "--upstream-port", str(upstream_port)]
-        stack.enter_context(process(name, argv, log))
+        pid = stack.enter_context(process(name, argv, log))
         wait_ready(f"http://127.0.0.1:{port}/v1/chat/completions", log, body=PLAIN_BODY)
-        return Target(name, f"http://127.0.0.1:{port}/v1")
+        return Target(name, f"http://127.0.0.1:{port}/v1", pid=pid)
     if name == "nginx":
         config = nginx_config(tmp, port, upstream_port)
         stack.enter_context(process(name, ["nginx", "-p", str(tmp), "-c", str(config)], log))
@@ -350,7 +354,14 @@ def wrk(target: Target, body: dict[str, Any], connections: int, duration_s: floa
         "p50": percentiles["50"],
         "p99": percentiles["99"],
         "errors": float(errors.group(1)) if errors else 0.0,
+        "requests": float(re.search(r"(\d+) requests in", output).group(1)),  # type: ignore[union-attr]
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _seconds(value: str, unit: str) -> float:
@@ -483,6 +494,18 @@ def report(results: dict[str, dict[str, Any]]) -> None:
         values += [row["ttft_p50"] - ref["ttft_p50"], row["ttft_p99"] - ref["ttft_p99"], row["gap_p50"]]
         values += [row["gap_p50"] - ref["gap_p50"], row["gap_p99"] - ref["gap_p99"]]
         print(f"{name:<8} " + " ".join(f"{ms(value):>8}" for value in values))
+    measured = [name for name in names if "cpu_ms" in results[name]["wrk_plain_1"]]
+    if measured:
+        print("\n## CPU time per request of single-process proxies (ms, median of rounds)")
+        print(
+            f"{'target':<8} "
+            + " ".join(f"{mode + ' c=' + str(conns):>11}" for mode in ("plain", "stream") for conns in (1, 32))
+        )
+        for name in measured:
+            cells = [
+                results[name][f"wrk_{mode}_{conns}"]["cpu_ms"] for mode in ("plain", "stream") for conns in (1, 32)
+            ]
+            print(f"{name:<8} " + " ".join(f"{value:>11.3f}" for value in cells))
     print("\n## ratios at 32 connections (wrk req/s)")
     for mode in ("plain", "stream"):
         gateway = results.get("gateway", {}).get(f"wrk_{mode}_32")
@@ -490,6 +513,9 @@ def report(results: dict[str, dict[str, Any]]) -> None:
             other = results.get(peer, {}).get(f"wrk_{mode}_32")
             if gateway and other:
                 print(f"{mode:<6} gateway / {peer:<7} = {gateway['rps'] / other['rps']:.2f}x")
+        if gateway and "cpu_ms" in gateway and "cpu_ms" in results.get("aiohttp", {}).get(f"wrk_{mode}_32", {}):
+            ratio = gateway["cpu_ms"] / results["aiohttp"][f"wrk_{mode}_32"]["cpu_ms"]
+            print(f"{mode:<6} gateway / aiohttp CPU per request = {ratio:.2f}x")
 
 
 def median_of(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -506,7 +532,11 @@ def measure_rounds(targets: list[Target], rounds: int, duration_s: float, tmp: P
         for mode, body in (("plain", PLAIN_BODY), ("stream", STREAM_BODY)):
             for conns in (1, 32):
                 for target in targets:
+                    cpu_before = cpu_seconds(target.pid) if target.pid else 0.0
                     sample = wrk(target, body, conns, duration_s, tmp)
+                    if target.pid:
+                        # Unlike req/s, not capped by the stream's own pace: what one request costs the proxy.
+                        sample["cpu_ms"] = 1e3 * (cpu_seconds(target.pid) - cpu_before) / max(1.0, sample["requests"])
                     samples.setdefault((target.name, f"wrk_{mode}_{conns}"), []).append(sample)
                     print(f"  round {round_number} {target.name:<8} {mode:<6} c={conns:<2} {sample['rps']:>8.0f} req/s")
         for target in targets:
