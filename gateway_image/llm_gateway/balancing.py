@@ -47,9 +47,11 @@ class Endpoint:
         # After the cool-down an ejected endpoint is tried again (half-open); one failure ejects it again.
         return self.healthy or now >= self.ejected_until
 
-    def record_success(self, *, from_check: bool = False) -> None:
+    def record_success(self) -> None:
         self.failures = 0
-        if not self.healthy and (not from_check or time.monotonic() >= self.ejected_until):
+        # Only after the cool-down: a request sent in panic mode, or one check that got through, does not readmit
+        # an endpoint early, so the health gauge and /readyz keep telling the truth.
+        if not self.healthy and time.monotonic() >= self.ejected_until:
             self._set_healthy(True)
 
     def record_failure(self) -> None:
@@ -68,13 +70,26 @@ class Endpoint:
         return f"Endpoint({self.base_url!r}, outstanding={self.outstanding}, healthy={self.healthy})"
 
 
-def pick_endpoint(endpoints: Sequence[Endpoint], exclude: Collection[Endpoint] = ()) -> Endpoint | None:
-    """The available endpoint with the fewest outstanding requests; ties broken uniformly at random."""
+def pick_endpoint(
+    endpoints: Sequence[Endpoint],
+    exclude: Collection[Endpoint] = (),
+    *,
+    panic_threshold: float = 0.0,
+    panic_when_none: bool = True,
+) -> Endpoint | None:
+    """The endpoint with the fewest outstanding requests; ties broken uniformly at random.
+
+    Ejected endpoints are passed over, unless the backend is in panic (as in Envoy): fewer than `panic_threshold`
+    of its endpoints are available, or none is and `panic_when_none` holds. Then ejections say more about the
+    checks (a starved node, a tight timeout) than about the endpoints, and a try on any of them beats a certain 503.
+    """
     now = time.monotonic()
+    available = sum(1 for endpoint in endpoints if endpoint.available(now))
+    panic = (available == 0 and panic_when_none) or available < panic_threshold * len(endpoints)
     best: Endpoint | None = None
     ties = 0
     for endpoint in endpoints:
-        if (exclude and endpoint in exclude) or not endpoint.available(now):
+        if (exclude and endpoint in exclude) or not (panic or endpoint.available(now)):
             continue
         if best is None or endpoint.outstanding < best.outstanding:
             best, ties = endpoint, 1

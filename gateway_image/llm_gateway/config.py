@@ -84,6 +84,15 @@ class HealthConfig(StrictModel):
         default=3, ge=1, description="Consecutive failures (checks or requests) that take an endpoint out."
     )
     cooldown_s: float = Field(default=10.0, ge=0, description="Seconds an ejected endpoint stays out before a retry.")
+    panic_threshold: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Share of endpoints (0 to 1) that must be available; below it the backend is in panic, as in "
+        "Envoy, and balances over all its endpoints, ejected ones included. When every endpoint is ejected this "
+        "happens whatever the value (once no later backend of the route has one available): with 0, the default, "
+        "only then. Health metrics and /readyz still report the ejections.",
+    )
 
 
 class DnsConfig(StrictModel):

@@ -31,7 +31,7 @@ async def check_endpoint(backend: Backend, endpoint: Endpoint) -> None:
     except (aiohttp.ClientError, TimeoutError, OSError):
         healthy = False
     if healthy:
-        endpoint.record_success(from_check=True)
+        endpoint.record_success()
     else:
         endpoint.record_failure()
 

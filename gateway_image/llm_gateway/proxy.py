@@ -78,7 +78,8 @@ class RetryableFailure(Exception):
         self.status = status
         self.reason = reason
         self.message = message
-        # A refused connection says something about one endpoint; a 5xx or 429 about the whole backend.
+        # True: a sibling endpoint of the same backend may do better (a refused connection, a 5xx, a 429);
+        # False: the whole backend would answer the same (it refused the gateway's credentials).
         self.endpoint_only = endpoint_only
         self.retry_after = retry_after
 
@@ -141,7 +142,14 @@ class Forwarder:
         on_backend = 0  # attempts on chain[index]
         while index < len(chain) and self.exchange.attempts < max_attempts:
             backend = chain[index]
-            endpoint = pick_endpoint(backend.endpoints, self.tried)
+            now = time.monotonic()  # the clock of the endpoints' ejections
+            endpoint = pick_endpoint(
+                backend.endpoints,
+                self.tried,
+                panic_threshold=backend.config.health.panic_threshold,
+                # A backend whose endpoints are all ejected panics only if no later backend has one available.
+                panic_when_none=not any(later.has_available_endpoint(now) for later in chain[index + 1 :]),
+            )
             if endpoint is None:
                 index, on_backend = index + 1, 0
                 continue
@@ -161,7 +169,8 @@ class Forwarder:
                 self.tried.add(endpoint)
                 previous = backend
                 on_backend += 1
-                # A refused connection is one endpoint's problem: try a sibling, but leave attempts for the fallbacks.
+                # A refused connection, a 5xx or a 429 may be one endpoint's problem: try a sibling (Envoy's retry
+                # on 5xx with host selection), but leave attempts for the fallbacks.
                 last_backend = index == len(chain) - 1
                 if not failure.endpoint_only or (on_backend >= ENDPOINT_TRIES_PER_BACKEND and not last_backend):
                     index, on_backend = index + 1, 0
@@ -211,7 +220,7 @@ class Forwarder:
                 status if status in (429, 503, 504) else 502,
                 "upstream_rate_limited" if status == 429 else "upstream_error",
                 f"Upstream answered {status}: {_upstream_message(data)}",
-                endpoint_only=False,
+                endpoint_only=True,
                 retry_after=headers.get("Retry-After"),
             )
         if status in (401, 403):
@@ -397,7 +406,9 @@ class Forwarder:
             if backend.kind != "vllm":
                 continue  # continue_final_message is a vLLM extension
             while self.exchange.attempts < max_attempts and not self._timed_out():
-                endpoint = pick_endpoint(backend.endpoints, self.tried)
+                endpoint = pick_endpoint(
+                    backend.endpoints, self.tried, panic_threshold=backend.config.health.panic_threshold
+                )
                 if endpoint is None:
                     break
                 self.exchange.attempts += 1

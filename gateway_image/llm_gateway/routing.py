@@ -24,13 +24,13 @@ class Route:
     def chain(self) -> list[Backend]:
         """Backends to try in order: one target chosen by weight, then the fallbacks."""
         chosen = self._choose()
-        chain = [chosen] if chosen is not None else []
+        chain = [chosen]
         for backend in self.fallbacks:
             if backend is not chosen:
                 chain.append(backend)
         return chain
 
-    def _choose(self) -> Backend | None:
+    def _choose(self) -> Backend:
         if len(self.targets) == 1:
             return self.targets[0]
         now = time.monotonic()
@@ -40,7 +40,8 @@ class Route:
         # Some targets are down: share the traffic among the others, keeping their relative weights.
         live = [(b, w) for b, w in zip(self.targets, self.weights, strict=True) if b.has_available_endpoint(now)]
         if not live:
-            return None
+            # Every target is ejected: the fallbacks go first, then the targets' panic mode (see pick_endpoint).
+            live = list(zip(self.targets, self.weights, strict=True))
         return random.choices([b for b, _ in live], weights=[w for _, w in live])[0]
 
 

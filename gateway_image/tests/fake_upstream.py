@@ -24,6 +24,7 @@ class Behaviour:
     latency_s: float = 0.0  # before the response headers
     chunk_delay_s: float = 0.0  # between streamed chunks
     status: int = 200  # anything else: answer this status with an OpenAI-style error
+    health_status: int = 200  # of /health alone: a failing check on a server that answers requests
     retry_after: str | None = None
     cut_after_chunks: int | None = None  # close the connection after this many content chunks
     hold_after_chunks: int | None = None  # wait for `release` after this many content chunks
@@ -46,6 +47,11 @@ class FakeUpstream:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def label(self) -> str:
+        """The endpoint label the gateway's metrics give this server."""
+        return f"127.0.0.1:{self.port}"
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -73,7 +79,7 @@ class FakeUpstream:
 
     async def health(self, request: web.Request) -> web.Response:
         self.health_checks += 1
-        return web.Response(text="")
+        return web.Response(text="", status=self.behaviour.health_status)
 
     async def models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": self.name, "object": "model"}]})

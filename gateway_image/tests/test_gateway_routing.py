@@ -228,10 +228,12 @@ def test_readyz_fails_when_no_endpoint_is_healthy(harness: Harness) -> None:
     assert httpx.get(url + "/readyz").status_code == 200
     harness.stop_upstream(only)
     assert wait_for(lambda: httpx.get(url + "/readyz").status_code == 503)
+    # Panic mode still tries the ejected endpoint; the client gets what really happened, and it stays ejected.
     with pytest.raises(openai.APIStatusError) as caught:
         client(url).chat.completions.create(model="llama", messages=[{"role": "user", "content": "x"}])
-    assert caught.value.status_code == 503
-    assert caught.value.response.json()["error"]["code"] == "no_healthy_upstream"
+    assert caught.value.status_code == 502
+    assert "Upstream solo failed" in caught.value.response.json()["error"]["message"]
+    assert httpx.get(url + "/readyz").status_code == 503
     assert httpx.get(url + "/healthz").status_code == 200  # alive all the same
 
 
@@ -260,3 +262,107 @@ def test_dead_endpoints_leave_attempts_for_the_fallback(harness: Harness) -> Non
     audit = harness.audit(1)[0]
     # Two siblings of the dead pool were tried, then the fallback: three attempts, the configured maximum.
     assert (audit["attempts"], audit["backend"], audit["status"]) == (3, "spare", 200)
+
+
+def test_an_endpoint_answering_500_is_retried_on_a_sibling_then_ejected(harness: Harness) -> None:
+    failing = harness.upstream("failing", status=500)
+    healthy = [harness.upstream(f"ok{i}") for i in range(2)]
+    _, url = harness.gateway(
+        {
+            # One backend, no fallbacks: only a sibling endpoint can save a request that met the failing one.
+            "backends": [
+                backend("pool", failing, *healthy, health={"interval_s": 0, "failures_to_eject": 3, "cooldown_s": 60})
+            ],
+            "routes": [{"model": "llama", "targets": [{"backend": "pool"}]}],
+        }
+    )
+    c = client(url)
+    requests = 60
+    for i in range(requests):
+        if i % 2:
+            reply = c.chat.completions.create(model="llama", messages=[{"role": "user", "content": "x"}])
+            assert reply.choices[0].message.content == failing.behaviour.answer
+        else:
+            chunks = c.chat.completions.create(model="llama", messages=[{"role": "user", "content": "x"}], stream=True)
+            text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+            assert text == failing.behaviour.answer
+    # One request at a time: the failing endpoint met exactly its three consecutive failures, then was ejected.
+    assert len(failing.requests) == 3
+    assert sum(len(u.requests) for u in healthy) == requests
+    assert metric(url, "llm_gateway_endpoint_healthy", backend="pool", endpoint=failing.label) == 0
+    assert all(metric(url, "llm_gateway_endpoint_healthy", backend="pool", endpoint=u.label) == 1 for u in healthy)
+    audit = harness.audit(requests)
+    assert Counter(line["status"] for line in audit) == {200: requests}
+    assert Counter(line["attempts"] for line in audit) == {1: requests - 3, 2: 3}
+
+
+def test_a_backend_with_every_endpoint_ejected_serves_in_panic_mode(harness: Harness) -> None:
+    # Health checks fail (as on a starved node) while the servers answer requests: all three get ejected.
+    ups = [harness.upstream(f"u{i}", health_status=503) for i in range(3)]
+    _, url = harness.gateway(
+        {
+            "backends": [backend("pool", *ups, health={"interval_s": 0.05, "failures_to_eject": 1, "cooldown_s": 60})],
+            "routes": [{"model": "llama", "targets": [{"backend": "pool"}]}],
+        }
+    )
+
+    def gauges() -> list[float | None]:
+        return [metric(url, "llm_gateway_endpoint_healthy", backend="pool", endpoint=u.label) for u in ups]
+
+    assert wait_for(lambda: gauges() == [0, 0, 0])
+    assert httpx.get(url + "/readyz").status_code == 503
+
+    async def burst() -> list[str | None]:
+        async with async_client(url) as c:
+            replies = await asyncio.gather(
+                *(
+                    c.chat.completions.create(model="llama", messages=[{"role": "user", "content": "x"}])
+                    for _ in range(30)
+                )
+            )
+        return [reply.choices[0].message.content for reply in replies]
+
+    assert asyncio.run(burst()) == [ups[0].behaviour.answer] * 30
+    # Balanced over all of them, and the health signals still tell the truth.
+    assert all(u.requests for u in ups), [len(u.requests) for u in ups]
+    assert gauges() == [0, 0, 0]
+    assert httpx.get(url + "/readyz").status_code == 503
+
+
+@pytest.mark.parametrize(("panic_threshold", "ejected_gets_traffic"), [(0.0, False), (0.9, True)])
+def test_panic_threshold_share(harness: Harness, panic_threshold: float, ejected_gets_traffic: bool) -> None:
+    ejected = harness.upstream("ejected", health_status=503)
+    others = [harness.upstream(f"ok{i}") for i in range(2)]
+    health = {"interval_s": 0.05, "failures_to_eject": 1, "cooldown_s": 60, "panic_threshold": panic_threshold}
+    _, url = harness.gateway(
+        {
+            "backends": [backend("pool", ejected, *others, health=health)],
+            "routes": [{"model": "llama", "targets": [{"backend": "pool"}]}],
+        }
+    )
+    assert wait_for(lambda: metric(url, "llm_gateway_endpoint_healthy", backend="pool", endpoint=ejected.label) == 0)
+    c = client(url)
+    for _ in range(30):
+        c.chat.completions.create(model="llama", messages=[{"role": "user", "content": "x"}])
+    # Two of three available: above a threshold of 0, below one of 0.9 (which puts the backend in panic).
+    assert bool(ejected.requests) is ejected_gets_traffic, len(ejected.requests)
+
+
+def test_a_fallback_with_healthy_endpoints_goes_before_panic(harness: Harness) -> None:
+    primary = harness.upstream("primary", health_status=503)
+    spare = harness.upstream("spare")
+    _, url = harness.gateway(
+        {
+            "backends": [
+                backend("primary", primary, health={"interval_s": 0.05, "failures_to_eject": 1, "cooldown_s": 60}),
+                backend("spare", spare, kind="openai"),
+            ],
+            "routes": [{"model": "llama", "targets": [{"backend": "primary"}], "fallbacks": ["spare"]}],
+        }
+    )
+    assert wait_for(lambda: metric(url, "llm_gateway_endpoint_healthy", backend="primary", endpoint=primary.label) == 0)
+    c = client(url)
+    for _ in range(5):
+        reply = c.chat.completions.create(model="llama", messages=[{"role": "user", "content": "x"}])
+        assert reply.choices[0].message.content == spare.behaviour.answer
+    assert not primary.requests and len(spare.requests) == 5
