@@ -182,6 +182,8 @@ class FakeUpstream:
         if isinstance(body, web.Response):
             return body
         prompt_tokens = len(str(body.get("prompt", "")).split())
+        if body.get("stream"):
+            return await self._stream_completion(request, body, prompt_tokens)
         return web.json_response(
             {
                 "id": "cmpl-fake",
@@ -192,6 +194,27 @@ class FakeUpstream:
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 13, "total_tokens": prompt_tokens + 13},
             }
         )
+
+    async def _stream_completion(
+        self, request: web.Request, body: dict[str, Any], prompt_tokens: int
+    ) -> web.StreamResponse:
+        # As vLLM streams /v1/completions: text_completion chunks, an optional usage chunk, then [DONE].
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        base = {"id": "cmpl-fake", "object": "text_completion", "created": 0, "model": body["model"]}
+        words = self.behaviour.answer.split(" ")
+        for i, word in enumerate(words):
+            text = word if i == 0 else " " + word
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": None}
+            await response.write(b"data: " + orjson.dumps({**base, "choices": [choice]}) + b"\n\n")
+        options = body.get("stream_options")
+        if isinstance(options, dict) and options.get("include_usage"):
+            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words)}
+            chunk = {**base, "choices": [], "usage": {**usage, "total_tokens": sum(usage.values())}}
+            await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
 
     async def embeddings(self, request: web.Request) -> web.StreamResponse:
         body = await self._begin(request)

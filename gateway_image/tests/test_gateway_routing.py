@@ -44,6 +44,8 @@ def test_completions_and_embeddings(harness: Harness) -> None:
     )
     completion = client(url).completions.create(model="llama", prompt="once upon a time")
     assert completion.choices[0].text == upstream.behaviour.answer
+    chunks = client(url).completions.create(model="llama", prompt="once upon a time", stream=True)
+    assert "".join(chunk.choices[0].text for chunk in chunks if chunk.choices) == upstream.behaviour.answer
     embedding = client(url).embeddings.create(model="llama", input=["a b", "c"])
     assert len(embedding.data) == 2 and embedding.usage.prompt_tokens == 3
 
