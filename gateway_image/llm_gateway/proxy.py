@@ -148,7 +148,8 @@ class Forwarder:
                 self.tried,
                 panic_threshold=backend.config.health.panic_threshold,
                 # A backend whose endpoints are all ejected panics only if no later backend has one available.
-                panic_when_none=not any(later.has_available_endpoint(now) for later in chain[index + 1 :]),
+                panic_when_none=index == len(chain) - 1
+                or not any(later.has_available_endpoint(now) for later in chain[index + 1 :]),
             )
             if endpoint is None:
                 index, on_backend = index + 1, 0
