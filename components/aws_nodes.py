@@ -19,22 +19,21 @@ NODE_POLICIES = (
 )
 
 
+def service_trust_policy(service: str, action: str | list[str]) -> str:
+    """An IAM trust policy that lets one AWS service assume the role."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": action}],
+        }
+    )
+
+
 def node_role(name: str, tags: dict[str, str], parent: pulumi.Resource) -> iam.Role:
     role = iam.Role(
         f"{name}-role",
         name=f"{name}-role",
-        assume_role_policy=json.dumps(
-            {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "ec2.amazonaws.com"},
-                        "Action": "sts:AssumeRole",
-                    }
-                ],
-            }
-        ),
+        assume_role_policy=service_trust_policy("ec2.amazonaws.com", "sts:AssumeRole"),
         tags=tags,
         opts=pulumi.ResourceOptions(parent=parent),
     )

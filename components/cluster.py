@@ -11,7 +11,7 @@ import pulumi_aws.iam as iam
 import pulumi_aws.kms as kms
 import pulumi_kubernetes as k8s
 
-from components.aws_nodes import launch_template, node_role
+from components.aws_nodes import launch_template, node_role, service_trust_policy
 
 
 @dataclass(frozen=True)
@@ -80,18 +80,7 @@ class Cluster(pulumi.ComponentResource):
         cluster_role = iam.Role(
             f"{name}-cluster-role",
             name=f"{name}-cluster-role",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "eks.amazonaws.com"},
-                            "Action": ["sts:AssumeRole", "sts:TagSession"],
-                        }
-                    ],
-                }
-            ),
+            assume_role_policy=service_trust_policy("eks.amazonaws.com", ["sts:AssumeRole", "sts:TagSession"]),
             tags=args.tags,
             opts=child,
         )
