@@ -130,7 +130,8 @@ class BackendConfig(StrictModel):
     timeout_s: float = Field(
         default=300.0,
         gt=0,
-        description="Per attempt: longest wait for the response headers and between stream chunks.",
+        description="Per attempt: longest wait for a whole non-streamed answer, or for a stream's first bytes and "
+        "between its chunks.",
     )
     max_connections: int = Field(default=512, ge=1, description="Size of the connection pool to this backend.")
     health: HealthConfig = Field(default=HealthConfig(), description="Active and passive health checking.")

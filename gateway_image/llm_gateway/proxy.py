@@ -243,15 +243,17 @@ class Forwarder:
     async def _plain(self, backend: Backend, endpoint: Endpoint) -> web.Response:
         url = endpoint.base_url + self.path
         endpoint.outstanding += 1
-        deadline = asyncio.timeout_at(self.deadline)
+        attempt_end = self.loop.time() + backend.timeout_s
+        deadline_first = self.deadline <= attempt_end
+        timer = asyncio.timeout_at(self.deadline if deadline_first else attempt_end)
         try:
             async with (
-                deadline,
+                timer,
                 backend.session.post(
                     url,
                     data=self._payload(backend),
                     headers=self._headers(backend),
-                    timeout=backend.client_timeout,
+                    timeout=backend.plain_timeout,
                 ) as upstream,
             ):
                 data = await upstream.read()
@@ -259,8 +261,8 @@ class Forwarder:
                 content_type = upstream.content_type
                 headers = upstream.headers
         except TimeoutError as exc:
-            # expired(), not the clock: the loop may run the deadline's timer a hair before its time.
-            if deadline.expired():
+            # expired(), not the clock: the loop may run the timer a hair before its time.
+            if deadline_first and timer.expired():
                 raise self._deadline_error() from exc
             endpoint.record_failure()
             raise RetryableFailure(504, "timeout", f"Upstream {backend.name} timed out.", endpoint_only=True) from exc
