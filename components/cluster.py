@@ -9,6 +9,7 @@ import pulumi
 import pulumi_aws.eks as eks
 import pulumi_aws.iam as iam
 import pulumi_aws.kms as kms
+import pulumi_aws.vpc as vpc
 import pulumi_kubernetes as k8s
 
 from components.aws_nodes import launch_template, node_role, service_trust_policy
@@ -28,6 +29,14 @@ class ClusterArgs:
     endpoint_public_access: bool = False
     endpoint_private_access: bool = True
     public_access_cidrs: list[str] = field(default_factory=list)
+    # Ways into a private endpoint: each becomes a 443 ingress rule on the EKS-created cluster security group.
+    private_access_cidrs: list[str] = field(default_factory=list)
+    private_access_security_group_ids: list[str] = field(default_factory=list)
+    # The cluster's upgradePolicy.supportType: STANDARD (auto-upgrade, never billed extended) or EXTENDED.
+    support_type: str = "STANDARD"
+    # gp3 performance of the `gp3` StorageClass's volumes (None = the EBS CSI driver's 125 MiB/s / 3,000 IOPS).
+    volume_throughput_mibps: int | None = None
+    volume_iops: int | None = None
     log_types: list[str] = field(default_factory=lambda: ["api", "audit", "authenticator"])
     tags: dict[str, str] = field(default_factory=dict)
 
@@ -73,6 +82,7 @@ class Cluster(pulumi.ComponentResource):
     oidc_issuer: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
     provider: k8s.Provider
+    storage_class: k8s.storage.v1.StorageClass
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("llm-serving:index:Cluster", name, None, opts)
@@ -117,10 +127,13 @@ class Cluster(pulumi.ComponentResource):
                 authentication_mode="API",
                 bootstrap_cluster_creator_admin_permissions=True,
             ),
+            # Explicit, because EKS's own default is EXTENDED (billed 6x once the version leaves standard support).
+            upgrade_policy=eks.ClusterUpgradePolicyArgs(support_type=args.support_type),
             enabled_cluster_log_types=list(args.log_types),
             tags=args.tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[policy_attachment]),
         )
+        self._private_access_rules(name, args, cluster)
         issuer: pulumi.Output[str] = cluster.identities.apply(
             lambda ids: (ids[0].oidcs[0].issuer or "") if ids and ids[0].oidcs else ""
         )
@@ -131,11 +144,9 @@ class Cluster(pulumi.ComponentResource):
             tags=args.tags,
             opts=child,
         )
-        ebs_csi = self._ebs_csi_driver(name, args, cluster, oidc, issuer)
-
-        system_role = node_role(f"{name}-system", args.tags, self)
+        system_role, system_policies = node_role(f"{name}-system", args.tags, self)
         system_template = launch_template(f"{name}-system", args.system_disk_size_gib, args.tags, self)
-        eks.NodeGroup(
+        system_nodes = eks.NodeGroup(
             f"{name}-system",
             node_group_name=f"{name}-system",
             cluster_name=cluster.name,
@@ -155,8 +166,12 @@ class Cluster(pulumi.ComponentResource):
             ),
             labels=SYSTEM_NODE_LABEL,
             tags=args.tags,
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["scalingConfig.desiredSize"]),
+            opts=pulumi.ResourceOptions(
+                parent=self, ignore_changes=["scalingConfig.desiredSize"], depends_on=system_policies
+            ),
         )
+        # The add-on turns ACTIVE only once its controller pods run, which needs nodes to schedule on.
+        ebs_csi = self._ebs_csi_driver(name, args, cluster, oidc, issuer, system_nodes)
 
         self.cluster_name = cluster.name
         self.endpoint = cluster.endpoint
@@ -172,13 +187,20 @@ class Cluster(pulumi.ComponentResource):
             opts=child,
         )
         # EKS's default class is gp2 with the in-tree provisioner; model caches and Prometheus ask for gp3.
-        k8s.storage.v1.StorageClass(
+        volume_performance = {
+            key: str(value)
+            for key, value in (("throughput", args.volume_throughput_mibps), ("iops", args.volume_iops))
+            if value is not None
+        }
+        self.storage_class = k8s.storage.v1.StorageClass(
             "gp3",
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name="gp3", annotations={"storageclass.kubernetes.io/is-default-class": "true"}
             ),
             provisioner="ebs.csi.aws.com",
-            parameters={"type": "gp3", "encrypted": "true", "fsType": "ext4"},
+            # `throughput` (MiB/s) and `iops` are the EBS CSI driver's StorageClass parameters
+            # (kubernetes-sigs/aws-ebs-csi-driver docs/parameters.md); without them a volume gets 125 MiB/s.
+            parameters={"type": "gp3", "encrypted": "true", "fsType": "ext4", **volume_performance},
             volume_binding_mode="WaitForFirstConsumer",
             allow_volume_expansion=True,
             reclaim_policy="Delete",
@@ -193,6 +215,39 @@ class Cluster(pulumi.ComponentResource):
             }
         )
 
+    def _private_access_rules(self, name: str, args: ClusterArgs, cluster: eks.Cluster) -> None:
+        """443 into the cluster security group from the configured networks and security groups.
+
+        EKS creates the cluster security group and lets only itself in; the private endpoint's ENIs carry it, so
+        without a rule no deployer (VPN user, CI runner) reaches the API server
+        (https://docs.aws.amazon.com/eks/latest/userguide/sec-group-reqs.html).
+        """
+        group_id = cluster.vpc_config.apply(lambda config: config.cluster_security_group_id or "")
+        for index, cidr in enumerate(args.private_access_cidrs):
+            vpc.SecurityGroupIngressRule(
+                f"{name}-api-from-cidr-{index}",
+                security_group_id=group_id,
+                description=f"Kubernetes API from {cidr} (cluster.private_access_cidrs)",
+                ip_protocol="tcp",
+                from_port=443,
+                to_port=443,
+                cidr_ipv4=cidr,
+                tags=args.tags,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+        for index, source in enumerate(args.private_access_security_group_ids):
+            vpc.SecurityGroupIngressRule(
+                f"{name}-api-from-sg-{index}",
+                security_group_id=group_id,
+                description=f"Kubernetes API from {source} (cluster.private_access_security_group_ids)",
+                ip_protocol="tcp",
+                from_port=443,
+                to_port=443,
+                referenced_security_group_id=source,
+                tags=args.tags,
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+
     def _ebs_csi_driver(
         self,
         name: str,
@@ -200,6 +255,7 @@ class Cluster(pulumi.ComponentResource):
         cluster: eks.Cluster,
         oidc: iam.OpenIdConnectProvider,
         issuer: pulumi.Output[str],
+        nodes: eks.NodeGroup,
     ) -> eks.Addon:
         """The EBS CSI driver (model caches and Prometheus volumes are gp3 PVCs), with its own IRSA role."""
         subject = issuer.apply(lambda url: url.removeprefix("https://"))
@@ -230,7 +286,7 @@ class Cluster(pulumi.ComponentResource):
             tags=args.tags,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        iam.RolePolicyAttachment(
+        policy = iam.RolePolicyAttachment(
             f"{name}-ebs-csi-policy",
             role=role.name,
             policy_arn="arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy",
@@ -243,5 +299,5 @@ class Cluster(pulumi.ComponentResource):
             service_account_role_arn=role.arn,
             resolve_conflicts_on_update="OVERWRITE",
             tags=args.tags,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, nodes]),
         )

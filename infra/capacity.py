@@ -21,6 +21,7 @@ from typing import Literal
 
 from infra.instances import SPOT_DISCOUNT, InstanceType, lookup
 from infra.models import ModelArchitecture, lookup_model
+from infra.storage import WEIGHT_VOLUME_THROUGHPUT_MIBPS
 
 Quantization = Literal["none", "awq", "gptq", "fp8"]
 Dtype = Literal["auto", "float16", "bfloat16", "float32"]
@@ -357,9 +358,10 @@ def plan_capacity(
 # Start-up beyond reading weights: CUDA init, the profiling run, torch.compile (Dynamo ~15 s and up to ~30 s
 # from vLLM's compile cache, more on a cold cache) and CUDA-graph capture (5-30 s).
 STARTUP_FIXED_SECONDS = 90
-# Weight read rate: an EBS gp3 volume provisioned above its 125 MiB/s baseline, or a Hugging Face download on
-# a good day. Local NVMe is far faster (vLLM loaded 405B-FP8 on 8 x H100 in 235 s: vllm-project/vllm#6746).
-STARTUP_READ_BYTES_PER_SECOND = 250 * MIB
+# Weight read rate: the gp3 throughput the platform provisions for weight volumes (infra/storage.py; the same
+# figure sets the StorageClass and GPU root volumes), about a Hugging Face download on a good day. Local NVMe is far
+# faster (vLLM loaded 405B-FP8 on 8 x H100 in 235 s: vllm-project/vllm#6746).
+STARTUP_READ_BYTES_PER_SECOND = WEIGHT_VOLUME_THROUGHPUT_MIBPS * MIB
 
 
 def startup_seconds(

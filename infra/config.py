@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from infra.eks_versions import EKS_VERSIONS, SupportType
 from infra.models import ModelArchitecture
 
 PROJECT = "llm-serving"
@@ -40,8 +41,9 @@ AWS_REGIONS = (
     "ap-northeast-1",
     "ap-southeast-2",
 )
-# EKS versions in standard or extended support that the bundled schemas (kubernetes-validate) cover.
-KUBERNETES_VERSIONS = ("1.30", "1.31", "1.32", "1.33", "1.34")
+# EKS versions with cited support dates (infra/eks_versions.py) that the bundled schemas (kubernetes-validate) cover;
+# whether one may be used today depends on the day and the upgrade policy (infra/semantics.py).
+KUBERNETES_VERSIONS = tuple(EKS_VERSIONS)
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
 _HF_REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$|^/[\w./-]+$")
@@ -140,6 +142,27 @@ class SystemNodesConfig(Strict):
     disk_size_gib: int = Field(default=50, ge=20, le=1000)
 
 
+class UpgradePolicyConfig(Strict):
+    """What EKS does when the cluster's version leaves standard support (the cluster's `upgradePolicy`)."""
+
+    support_type: SupportType = Field(
+        default="STANDARD",
+        description="STANDARD: EKS auto-upgrades at the end of standard support and never bills extended support "
+        "($0.10/h). EXTENDED (EKS's own default): the cluster stays on its version for 12 more months at $0.60/h.",
+    )
+
+
+def _ipv4_cidrs(values: list[str]) -> list[str]:
+    for value in values:
+        try:
+            ipaddress.IPv4Network(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IPv4 CIDR such as 10.0.0.0/8") from None
+        if value == "0.0.0.0/0":
+            raise ValueError("0.0.0.0/0 opens the API server to everyone; list your office/VPN/runner CIDRs")
+    return values
+
+
 class ClusterConfig(Strict):
     kubernetes_version: str = Field(description=f"EKS version, one of {', '.join(KUBERNETES_VERSIONS)}.")
     endpoint_public_access: bool = Field(default=False, description="Expose the API server on the internet.")
@@ -147,6 +170,17 @@ class ClusterConfig(Strict):
         default_factory=list, description="Allow-list for the public endpoint; required when it is public."
     )
     endpoint_private_access: bool = True
+    private_access_cidrs: list[str] = Field(
+        default_factory=list,
+        description="Networks allowed to reach the private endpoint on 443 (a VPN, a peered VPC, the subnet of a CI "
+        "runner); each becomes an ingress rule on the cluster security group.",
+    )
+    private_access_security_group_ids: list[str] = Field(
+        default_factory=list,
+        description="Security groups (e.g. of a deploy runner inside the VPC) allowed to reach the private endpoint "
+        "on 443; each becomes an ingress rule on the cluster security group.",
+    )
+    upgrade_policy: UpgradePolicyConfig = Field(default_factory=UpgradePolicyConfig)
     log_types: list[LogType] = Field(default_factory=lambda: list(DEFAULT_LOG_TYPES))
     system_nodes: SystemNodesConfig
 
@@ -156,6 +190,19 @@ class ClusterConfig(Strict):
         if value not in KUBERNETES_VERSIONS:
             raise ValueError(f"unsupported version {value!r}; accepted: {', '.join(KUBERNETES_VERSIONS)}")
         return value
+
+    @field_validator("private_access_cidrs")
+    @classmethod
+    def _private_cidrs(cls, values: list[str]) -> list[str]:
+        return _ipv4_cidrs(values)
+
+    @field_validator("private_access_security_group_ids")
+    @classmethod
+    def _security_groups(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.match(r"^sg-[0-9a-f]{8,17}$", value):
+                raise ValueError(f"{value!r} is not a security group id like sg-0abc12345")
+        return values
 
     @field_validator("public_access_cidrs")
     @classmethod
@@ -175,6 +222,17 @@ class ClusterConfig(Strict):
             raise ValueError("endpoint_public_access needs public_access_cidrs (an allow-list)")
         if not self.endpoint_public_access and not self.endpoint_private_access:
             raise ValueError("the API endpoint must be public, private or both")
+        private_sources = self.private_access_cidrs or self.private_access_security_group_ids
+        if private_sources and not self.endpoint_private_access:
+            raise ValueError("private_access_cidrs/private_access_security_group_ids need endpoint_private_access")
+        if not self.endpoint_public_access and not private_sources:
+            # The cluster security group admits only the nodes; Pulumi itself must reach the API server to create
+            # the Kubernetes objects, so a private-only cluster with no way in cannot even finish its first `up`.
+            raise ValueError(
+                "a private-only endpoint needs a way in for the deployer: set private_access_cidrs (VPN, peered "
+                "network, runner subnet) or private_access_security_group_ids (a runner in the VPC), or make the "
+                "endpoint public with public_access_cidrs"
+            )
         return self
 
 

@@ -23,6 +23,8 @@ class RenderMocks(pulumi.runtime.Mocks):
         if args.typ == "aws:eks/cluster:Cluster":
             state["endpoint"] = f"https://{name}.gr7.{self.region}.eks.amazonaws.com"
             state["certificateAuthority"] = {"data": "LS0tLS1CRUdJTi1NT0NLLUNB"}
+            # EKS creates the cluster security group and reports its id.
+            state["vpcConfig"] = {**state.get("vpcConfig", {}), "clusterSecurityGroupId": f"sg-{name}"}
             state["identities"] = [
                 {"oidcs": [{"issuer": f"https://oidc.eks.{self.region}.amazonaws.com/id/{name.upper()}"}]}
             ]

@@ -97,8 +97,11 @@ def capacity_outputs(platform: PlatformConfig) -> dict[str, dict[str, Any]]:
 def cost_outputs(platform: PlatformConfig) -> dict[str, Any]:
     """Monthly estimate at the node groups' desired sizes (what runs when the platform idles), on-demand list
     prices, spot at the catalog's assumed discount."""
+    from infra.eks_versions import control_plane_usd_per_hour, support_phase, utc_today
+
     gpus: Counter[str] = Counter()
     hourly = 0.0
+    control_plane: dict[str, Any] = {}
     for group in platform.gpu_node_groups:
         shape = lookup(group.instance_types[0])
         nodes = max(group.scaling.desired_size, group.scaling.min_size)
@@ -108,9 +111,19 @@ def cost_outputs(platform: PlatformConfig) -> dict[str, Any]:
     if platform.cluster is not None:
         system = platform.cluster.system_nodes
         hourly += system.scaling.desired_size * lookup(system.instance_types[0]).on_demand_usd_per_hour
-        hourly += 0.10  # EKS control plane, standard support
+        # The control-plane fee depends on the version's support phase today (6x in extended support).
+        today = utc_today()
+        version = platform.cluster.kubernetes_version
+        fee = control_plane_usd_per_hour(version, today)
+        hourly += fee
+        control_plane = {
+            "kubernetes_version": version,
+            "support_phase": support_phase(version, today),
+            "usd_per_hour": fee,
+        }
     return {
         "gpus_by_type": dict(sorted(gpus.items())),
+        **({"eks_control_plane": control_plane} if control_plane else {}),
         "estimated_hourly_usd": round(hourly, 2),
         "estimated_monthly_usd": round(hourly * HOURS_PER_MONTH, 0),
         "basis": "desired node counts x us-east-1 on-demand list price (spot at catalog discount) + EKS fee; "

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -48,9 +49,25 @@ def load_platform(config: pulumi.Config) -> PlatformConfig:
         raise pulumi.RunError(str(error)) from None
 
 
-def main() -> None:
+def refuse_placeholders(platform: PlatformConfig) -> None:
+    """A real preview/up stops on the stack files' example values (documentation CIDRs, the example account, an
+    all-zero certificate ARN) before registering anything; the offline render keeps them (`allow_placeholders`)."""
+    from infra.placeholders import placeholder_problems
+
+    problems = placeholder_problems(platform)
+    if problems:
+        raise pulumi.RunError(
+            str(ConfigError(pulumi.get_stack(), problems))
+            + "\n(these are the stack file's example values; set real ones with `pulumi config edit` or in "
+            "stacks/Pulumi.<stack>.yaml, see README 'Deploying for real')"
+        )
+
+
+def main(allow_placeholders: bool = False) -> None:
     config = pulumi.Config(PROJECT)
     platform = load_platform(config)
+    if not allow_placeholders:
+        refuse_placeholders(platform)
     for key, value in build(platform, read_secrets(config)).items():
         pulumi.export(key, value)
 
@@ -63,17 +80,24 @@ def build(platform: PlatformConfig, secrets: Secrets) -> dict[str, object]:
         "cost": cost_outputs(platform),
     }
     tags = {"project": PROJECT, "environment": platform.environment}
+    workload_dependencies: list[pulumi.Resource] = []
     if platform.aws is not None:
         tags |= platform.aws.tags
-        k8s_provider = _aws(platform, tags, outputs)
+        k8s_provider = _aws(platform, tags, outputs, workload_dependencies)
     else:
         # The local stack talks to whatever cluster the current kubeconfig context points at (kind, k3d, minikube).
         k8s_provider = k8s.Provider("local-k8s", enable_server_side_apply=True)
-    _kubernetes(platform, secrets, k8s_provider, outputs)
+    _kubernetes(platform, secrets, k8s_provider, outputs, workload_dependencies)
     return outputs
 
 
-def _aws(platform: PlatformConfig, tags: dict[str, str], outputs: dict[str, object]) -> k8s.Provider:
+def _aws(
+    platform: PlatformConfig,
+    tags: dict[str, str],
+    outputs: dict[str, object],
+    workload_dependencies: list[pulumi.Resource],
+) -> k8s.Provider:
+    """The AWS side; appends to `workload_dependencies` what the vLLM workloads need to exist first."""
     # Imported here: the AWS SDK is the heaviest import, and the local stack never needs it.
     import pulumi_aws as aws
 
@@ -81,6 +105,7 @@ def _aws(platform: PlatformConfig, tags: dict[str, str], outputs: dict[str, obje
     from components.gpu_node_group import GpuNodeGroup, GpuNodeGroupArgs
     from components.network import Network, NetworkArgs
     from infra.sizing import node_group_disk_gib, node_group_gpu
+    from infra.storage import WEIGHT_VOLUME_IOPS, WEIGHT_VOLUME_THROUGHPUT_MIBPS
 
     assert platform.aws is not None and platform.network is not None and platform.cluster is not None
     cluster_name = f"{PROJECT}-{platform.environment}"
@@ -118,13 +143,22 @@ def _aws(platform: PlatformConfig, tags: dict[str, str], outputs: dict[str, obje
             endpoint_public_access=cluster_config.endpoint_public_access,
             endpoint_private_access=cluster_config.endpoint_private_access,
             public_access_cidrs=cluster_config.public_access_cidrs,
+            private_access_cidrs=cluster_config.private_access_cidrs,
+            private_access_security_group_ids=cluster_config.private_access_security_group_ids,
+            support_type=cluster_config.upgrade_policy.support_type,
+            # The planner's start-up estimate reads weights at this rate (infra/capacity.py): provision it.
+            volume_throughput_mibps=WEIGHT_VOLUME_THROUGHPUT_MIBPS,
+            volume_iops=WEIGHT_VOLUME_IOPS,
             log_types=list(cluster_config.log_types),
             tags=tags,
         ),
         opts=opts,
     )
+    # A first `up` must not start vLLM pods before their nodes, gp3 volumes and (below, in wire_serving) the device
+    # plugin exist: their await would run out while nothing can schedule.
+    workload_dependencies.append(cluster.storage_class)
     for group in platform.gpu_node_groups:
-        GpuNodeGroup(
+        gpu_group = GpuNodeGroup(
             f"{cluster_name}-{group.name}",
             GpuNodeGroupArgs(
                 cluster_name=cluster.cluster_name,
@@ -136,11 +170,14 @@ def _aws(platform: PlatformConfig, tags: dict[str, str], outputs: dict[str, obje
                 desired_size=group.scaling.desired_size,
                 max_size=group.scaling.max_size,
                 disk_size_gib=node_group_disk_gib(platform, group),
+                root_volume_throughput_mibps=WEIGHT_VOLUME_THROUGHPUT_MIBPS,
+                root_volume_iops=WEIGHT_VOLUME_IOPS,
                 labels={**group.labels, "llm-serving/node-group-name": group.name},
                 tags=tags,
             ),
             opts=opts,
         )
+        workload_dependencies.append(gpu_group.node_group)
     outputs["cluster_name"] = cluster.cluster_name
     outputs["cluster_endpoint"] = cluster.endpoint
     outputs["kubeconfig"] = cluster.kubeconfig
@@ -148,7 +185,13 @@ def _aws(platform: PlatformConfig, tags: dict[str, str], outputs: dict[str, obje
     return cluster.provider
 
 
-def _kubernetes(platform: PlatformConfig, secrets: Secrets, provider: k8s.Provider, outputs: dict[str, object]) -> None:
+def _kubernetes(
+    platform: PlatformConfig,
+    secrets: Secrets,
+    provider: k8s.Provider,
+    outputs: dict[str, object],
+    workload_dependencies: Sequence[pulumi.Resource] = (),
+) -> None:
     opts = pulumi.ResourceOptions(providers=[provider])
     k8s.core.v1.Namespace(
         platform.namespace,
@@ -163,6 +206,6 @@ def _kubernetes(platform: PlatformConfig, secrets: Secrets, provider: k8s.Provid
         opts=pulumi.ResourceOptions(provider=provider),
     )
     # Each wiring module turns one part of the validated config into components and returns stack outputs.
-    outputs |= wire_serving(platform, secrets, opts)
+    outputs |= wire_serving(platform, secrets, opts, depends_on=workload_dependencies)
     outputs |= wire_gateway(platform, secrets, opts)
     outputs |= wire_monitoring(platform, secrets, opts)

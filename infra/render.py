@@ -41,6 +41,8 @@ class Recorded:
     parent: str
     custom: bool
     inputs: dict[str, Any]
+    # URNs this resource waits for (explicit `depends_on`, expanded through components, and input dependencies).
+    dependencies: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -119,10 +121,18 @@ def _is_kubernetes_object(record: Recorded) -> bool:
     )
 
 
-def run(stack: str, secret_values: dict[str, Any] | None = None, config: dict[str, Any] | None = None) -> RenderResult:
+def run(
+    stack: str,
+    secret_values: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+    *,
+    allow_placeholders: bool = True,
+) -> RenderResult:
     """Run the program for `stack` under mocks; bad config raises `pulumi.RunError` with the ConfigError text.
 
     `config` replaces the stack file's `config:` mapping (tests and benchmarks render variations of a stack).
+    The render keeps the stack files' example values (documentation CIDRs, the example account);
+    `allow_placeholders=False` runs the program exactly as `pulumi up` does, which refuses them.
     """
     from pulumi.runtime import mocks, settings
     from pulumi.runtime.config import set_all_config
@@ -160,7 +170,7 @@ def run(stack: str, secret_values: dict[str, Any] | None = None, config: dict[st
     from infra.program import main
 
     try:
-        _sync_await(run_in_stack(main))
+        _sync_await(run_in_stack(lambda: main(allow_placeholders=allow_placeholders)))
     finally:
         settings.reset_options()
     resources = sorted(monitor.records, key=lambda record: record.urn)
@@ -278,6 +288,12 @@ class RecordingMonitor(MockMonitor):
                     parent=request.parent,
                     custom=bool(request.custom),
                     inputs=_clean(json_format.MessageToDict(request.object)),
+                    dependencies=sorted(
+                        {
+                            *request.dependencies,
+                            *(urn for deps in request.propertyDependencies.values() for urn in deps.urns),
+                        }
+                    ),
                 )
             )
         return response

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import pulumi
@@ -86,15 +87,25 @@ def deployment_args(platform: PlatformConfig, model: ModelConfig, secrets: Secre
     )
 
 
-def wire_serving(platform: PlatformConfig, secrets: Secrets, opts: pulumi.ResourceOptions) -> dict[str, object]:
+def wire_serving(
+    platform: PlatformConfig,
+    secrets: Secrets,
+    opts: pulumi.ResourceOptions,
+    depends_on: Sequence[pulumi.Resource] = (),
+) -> dict[str, object]:
+    """`depends_on`: what the vLLM workloads wait for besides the device plugin (GPU node groups, StorageClass)."""
+    workload_dependencies = list(depends_on)
     if platform.gpu_node_groups:
-        DevicePlugin(
-            "nvidia-device-plugin",
-            DevicePluginArgs(time_slicing_replicas=platform.device_plugin.time_slicing_replicas),
-            opts=opts,
+        workload_dependencies.append(
+            DevicePlugin(
+                "nvidia-device-plugin",
+                DevicePluginArgs(time_slicing_replicas=platform.device_plugin.time_slicing_replicas),
+                opts=opts,
+            )
         )
+    model_opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=workload_dependencies))
     models: dict[str, object] = {}
     for model in platform.models:
-        deployment = VllmDeployment(model.name, deployment_args(platform, model, secrets), opts=opts)
+        deployment = VllmDeployment(model.name, deployment_args(platform, model, secrets), opts=model_opts)
         models[model.name] = {"service": deployment.service_url, "headless": deployment.headless_host}
     return {"models": models}

@@ -10,7 +10,7 @@ from tests.conftest import one, rendered, resources_of
 def test_cluster_version_comes_from_config_and_secrets_are_encrypted_with_a_rotating_kms_key() -> None:
     result = rendered("prod")
     cluster = one(result, "aws:eks/cluster:Cluster")
-    assert cluster["version"] == "1.33"
+    assert cluster["version"] == "1.35"
     assert cluster["encryptionConfig"]["resources"] == ["secrets"]
     key = one(result, "aws:kms/key:Key")
     assert key["enableKeyRotation"] is True
@@ -105,6 +105,12 @@ def test_a_default_encrypted_gp3_storage_class_backs_the_volume_claims() -> None
     classes = [obj for obj in objects if obj["kind"] == "StorageClass"]
     assert [obj["metadata"]["name"] for obj in classes] == ["gp3"]
     assert classes[0]["provisioner"] == "ebs.csi.aws.com"
-    assert classes[0]["parameters"] == {"type": "gp3", "encrypted": "true", "fsType": "ext4"}
+    assert classes[0]["parameters"] == {
+        "type": "gp3",
+        "encrypted": "true",
+        "fsType": "ext4",
+        "throughput": "250",
+        "iops": "3000",
+    }
     assert classes[0]["volumeBindingMode"] == "WaitForFirstConsumer"
     assert not [obj for obj in rendered("local").kubernetes_objects() if obj["kind"] == "StorageClass"]
