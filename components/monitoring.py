@@ -30,6 +30,14 @@ KEDA_CHART = "keda"
 KEDA_VERSION = "2.17.2"
 KEDA_REPO = "https://kedacore.github.io/charts"
 DCGM_EXPORTER_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:4.2.3-4.1.3-ubuntu22.04"
+# The image's ENTRYPOINT (NVIDIA/dcgm-exporter@4.2.3-4.1.3:docker/dcgm-exporter-entrypoint.sh) runs `ldconfig` (writes
+# /etc/ld.so.cache) and `setcap` on the binary under `set -euo pipefail`: on a read-only root it dies before the
+# exporter starts. Neither write is needed here: the ubuntu image's Dockerfile (docker/Dockerfile.ubuntu, same tag)
+# already runs `ldconfig` after installing libdcgm, the NVIDIA container toolkit's hook refreshes the cache for the
+# driver libraries it injects, and a uid-0 process with SYS_ADMIN in its capability set needs no file capability.
+# So the pod runs the binary the entrypoint would `exec` (`$(which dcgm-exporter)`, copied to /usr/bin by the
+# Dockerfile) with the same arguments, and keeps its read-only root (components/image_needs.py records this).
+DCGM_EXPORTER_COMMAND = ["/usr/bin/dcgm-exporter"]
 DCGM_EXPORTER_PORT = 9400
 
 # The release is named and `fullnameOverride` set so that service names are known in advance: KEDA's
@@ -205,6 +213,7 @@ def dcgm_daemonset(namespace: str, counters_configmap: str) -> dict[str, Any]:
                         {
                             "name": "dcgm-exporter",
                             "image": DCGM_EXPORTER_IMAGE,
+                            "command": DCGM_EXPORTER_COMMAND,
                             "args": ["-f", "/etc/dcgm-exporter/custom/dcgm-counters.csv"],
                             "env": [
                                 # Without a GPU request the NVIDIA runtime hides the GPUs; the exporter watches
