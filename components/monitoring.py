@@ -30,6 +30,14 @@ KEDA_CHART = "keda"
 KEDA_VERSION = "2.17.2"
 KEDA_REPO = "https://kedacore.github.io/charts"
 DCGM_EXPORTER_IMAGE = "nvcr.io/nvidia/k8s/dcgm-exporter:4.2.3-4.1.3-ubuntu22.04"
+# The image's ENTRYPOINT (NVIDIA/dcgm-exporter@4.2.3-4.1.3:docker/dcgm-exporter-entrypoint.sh) runs `ldconfig` (writes
+# /etc/ld.so.cache) and `setcap` on the binary under `set -euo pipefail`: on a read-only root it dies before the
+# exporter starts. Neither write is needed here: the ubuntu image's Dockerfile (docker/Dockerfile.ubuntu, same tag)
+# already runs `ldconfig` after installing libdcgm, the NVIDIA container toolkit's hook refreshes the cache for the
+# driver libraries it injects, and a uid-0 process with SYS_ADMIN in its capability set needs no file capability.
+# So the pod runs the binary the entrypoint would `exec` (`$(which dcgm-exporter)`, copied to /usr/bin by the
+# Dockerfile) with the same arguments, and keeps its read-only root (components/image_needs.py records this).
+DCGM_EXPORTER_COMMAND = ["/usr/bin/dcgm-exporter"]
 DCGM_EXPORTER_PORT = 9400
 
 # The release is named and `fullnameOverride` set so that service names are known in advance: KEDA's
@@ -53,6 +61,32 @@ class AutoscaledModel:
     target_waiting_requests: float
 
 
+# Alertmanager reads receiver URLs and keys from files of this Secret (alertmanagerSpec.secrets mounts each listed
+# Secret at /etc/alertmanager/secrets/<name>/), so none of them sits in helm values, stored in clear in the release.
+ALERTMANAGER_RECEIVERS_SECRET = "alertmanager-receivers"
+ALERTMANAGER_SECRETS_DIR = f"/etc/alertmanager/secrets/{ALERTMANAGER_RECEIVERS_SECRET}"
+# The `*_file` field of each receiver kind: prometheus/alertmanager@v0.28.1 (the chart's alertmanager image tag in
+# kube-prometheus-stack-78.2.1 values.yaml) config/notifiers.go: SlackConfig.APIURLFile `api_url_file`,
+# PagerdutyConfig.RoutingKeyFile `routing_key_file`, WebhookConfig.URLFile `url_file`.
+RECEIVER_FIELDS = {
+    "slack": ("slack_configs", "api_url_file"),
+    "pagerduty": ("pagerduty_configs", "routing_key_file"),
+    "webhook": ("webhook_configs", "url_file"),
+}
+
+
+@dataclass(frozen=True)
+class AlertReceiver:
+    """One Alertmanager receiver; `secret_value` (URL or routing key) stays a Pulumi secret."""
+
+    name: str
+    kind: str
+    severities: list[str]
+    secret_value: pulumi.Input[str]
+    channel: str | None = None
+    send_resolved: bool = True
+
+
 @dataclass(frozen=True)
 class MonitoringArgs:
     serving_namespace: str
@@ -67,6 +101,10 @@ class MonitoringArgs:
     # DCGM exporter runs only when the cluster has GPU nodes.
     gpu_nodes: bool = False
     autoscaled_models: list[AutoscaledModel] = field(default_factory=list)
+    # EKS (and any managed control plane): no scheduler, controller-manager or etcd endpoints to scrape.
+    managed_control_plane: bool = False
+    alert_receivers: list[AlertReceiver] = field(default_factory=list)
+    alert_repeat_interval: str = "4h"
 
 
 def load_dashboards() -> dict[str, dict[str, Any]]:
@@ -77,6 +115,53 @@ def load_dashboards() -> dict[str, dict[str, Any]]:
 def _resources(cpu: str, memory: str, memory_limit: str) -> dict[str, Any]:
     # No CPU limit: throttling a scraper or a query engine makes gaps in the graphs; memory limits stop a leak.
     return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory_limit}}
+
+
+def alertmanager_config(receivers: list[AlertReceiver], repeat_interval: str = "4h") -> dict[str, Any]:
+    """The whole `alertmanager.config` of the chart. Every top-level key the chart's default has (global,
+    inhibit_rules, route, receivers, templates: kube-prometheus-stack-78.2.1 values.yaml `alertmanager.config`) is
+    given, so helm's merge of maps adds nothing unseen and `amtool check-config` checks what will run."""
+    routes: list[dict[str, Any]] = [
+        # Watchdog fires always (it proves the alert pipeline works); it is for a dead-man's switch, not for people.
+        {"receiver": "null", "matchers": ['alertname = "Watchdog"']},
+    ]
+    entries: list[dict[str, Any]] = [{"name": "null"}]
+    for receiver in receivers:
+        severities = "|".join(receiver.severities)
+        # `continue`: a critical alert may go both to the pager and to the chat channel.
+        routes.append({"receiver": receiver.name, "matchers": [f'severity =~ "{severities}"'], "continue": True})
+        configs_key, file_key = RECEIVER_FIELDS[receiver.kind]
+        config: dict[str, Any] = {file_key: f"{ALERTMANAGER_SECRETS_DIR}/{receiver.name}"}
+        config["send_resolved"] = receiver.send_resolved
+        if receiver.channel is not None:
+            config["channel"] = receiver.channel
+        entries.append({"name": receiver.name, configs_key: [config]})
+    return {
+        "global": {"resolve_timeout": "5m"},
+        # The chart's default inhibitions: a critical alert silences warnings and infos of the same alert.
+        "inhibit_rules": [
+            {
+                "source_matchers": ["severity = critical"],
+                "target_matchers": ["severity =~ warning|info"],
+                "equal": ["namespace", "alertname"],
+            },
+            {
+                "source_matchers": ["severity = warning"],
+                "target_matchers": ["severity = info"],
+                "equal": ["namespace", "alertname"],
+            },
+        ],
+        "route": {
+            "receiver": "null",
+            "group_by": ["namespace", "alertname"],
+            "group_wait": "30s",
+            "group_interval": "5m",
+            "repeat_interval": repeat_interval,
+            "routes": routes,
+        },
+        "receivers": entries,
+        "templates": ["/etc/alertmanager/config/*.tmpl"],
+    }
 
 
 def helm_values(args: MonitoringArgs) -> dict[str, Any]:
@@ -127,10 +212,24 @@ def helm_values(args: MonitoringArgs) -> dict[str, Any]:
         "prometheusOperator": {"resources": _resources("50m", "128Mi", "256Mi")},
     }
     if not args.light:
-        values["alertmanager"]["alertmanagerSpec"] = {"resources": _resources("20m", "64Mi", "128Mi")}
+        alertmanager_spec: dict[str, Any] = {"resources": _resources("20m", "64Mi", "128Mi")}
+        if args.alert_receivers:
+            alertmanager_spec["secrets"] = [ALERTMANAGER_RECEIVERS_SECRET]
+        values["alertmanager"]["alertmanagerSpec"] = alertmanager_spec
+        values["alertmanager"]["config"] = alertmanager_config(args.alert_receivers, args.alert_repeat_interval)
     if args.light:
         # A laptop has no etcd/scheduler/controller-manager endpoints to scrape; the rules would only fire.
         values["defaultRules"] = {"create": False}
+        for component in ("kubeEtcd", "kubeScheduler", "kubeControllerManager", "kubeProxy"):
+            values[component] = {"enabled": False}
+    elif args.managed_control_plane:
+        # EKS runs etcd, the scheduler and the controller manager out of the cluster's reach: their ServiceMonitors
+        # find no endpoints and KubeSchedulerDown/KubeControllerManagerDown/etcd alerts fire forever. The chart
+        # drops each one's rules with its `enabled` (kube-prometheus-stack-78.2.1
+        # templates/prometheus/rules-1.14/{etcd,kube-scheduler.rules,kubernetes-system-scheduler,
+        # kubernetes-system-controller-manager,kubernetes-system-kube-proxy}.yaml test `.Values.<component>.enabled`).
+        # kube-proxy runs on the nodes but serves metrics on 127.0.0.1:10249 only (kube-proxy's default
+        # metricsBindAddress, kept by the EKS add-on's kube-proxy-config), which Prometheus cannot reach.
         for component in ("kubeEtcd", "kubeScheduler", "kubeControllerManager", "kubeProxy"):
             values[component] = {"enabled": False}
     return values
@@ -205,6 +304,7 @@ def dcgm_daemonset(namespace: str, counters_configmap: str) -> dict[str, Any]:
                         {
                             "name": "dcgm-exporter",
                             "image": DCGM_EXPORTER_IMAGE,
+                            "command": DCGM_EXPORTER_COMMAND,
                             "args": ["-f", "/etc/dcgm-exporter/custom/dcgm-counters.csv"],
                             "env": [
                                 # Without a GPU request the NVIDIA runtime hides the GPUs; the exporter watches
@@ -341,6 +441,19 @@ class Monitoring(pulumi.ComponentResource):
             },
             opts=in_ns,
         )
+        release_deps: list[pulumi.Resource] = [namespace, admin_secret]
+        if args.alert_receivers and not args.light:
+            release_deps.append(
+                k8s.core.v1.Secret(
+                    f"{name}-alertmanager-receivers",
+                    metadata=_meta_args(ALERTMANAGER_RECEIVERS_SECRET, ns),
+                    type="Opaque",
+                    string_data={
+                        receiver.name: pulumi.Output.secret(receiver.secret_value) for receiver in args.alert_receivers
+                    },
+                    opts=in_ns,
+                )
+            )
         release = k8s.helm.v3.Release(
             f"{name}-kube-prometheus-stack",
             name=RELEASE_NAME,
@@ -352,7 +465,7 @@ class Monitoring(pulumi.ComponentResource):
             # The CRDs (PodMonitor, PrometheusRule) must be established before our objects are applied.
             atomic=True,
             timeout=900,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace, admin_secret]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=release_deps),
         )
         after_release = pulumi.ResourceOptions(parent=self, depends_on=[release])
 

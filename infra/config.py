@@ -416,6 +416,71 @@ class AlertThresholds(Strict):
     )
 
 
+Severity = Literal["critical", "warning", "info"]
+_SECRET_KEY_NAME = re.compile(r"^[a-z][A-Za-z0-9]{2,62}$")
+
+
+class AlertReceiverConfig(Strict):
+    """Where Alertmanager sends alerts of some severities. The URL or key is never in the stack file: it is read from
+    the Pulumi secret config key named by `secret` and mounted into Alertmanager as a file (never in helm values)."""
+
+    name: DnsLabel = Field(description="Receiver name in the Alertmanager configuration.")
+    kind: Literal["slack", "pagerduty", "webhook"] = Field(
+        description="slack: incoming-webhook URL; pagerduty: Events API v2 routing key; webhook: an HTTPS URL."
+    )
+    secret: str = Field(
+        description="Pulumi secret config key (camelCase, e.g. alertSlackUrl) holding the URL or routing key: "
+        "`pulumi config set --secret llm-serving:<secret> <value>`."
+    )
+    severities: list[Severity] = Field(
+        min_length=1, description="Alert severities routed here (the rules label alerts critical/warning/info)."
+    )
+    channel: str | None = Field(default=None, description="Slack channel such as #llm-alerts (slack only).")
+    send_resolved: bool = Field(default=True, description="Also notify when the alert resolves.")
+
+    _name = field_validator("name")(classmethod(lambda cls, v: _dns_label(v)))
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_key(cls, value: str) -> str:
+        if not _SECRET_KEY_NAME.match(value):
+            raise ValueError(
+                f"{value!r} is not a config key name: use camelCase letters and digits, e.g. alertSlackUrl"
+            )
+        if value in SECRET_KEYS:
+            raise ValueError(f"{value!r} is already the platform's {SECRET_KEYS[value]!r}; name a key of its own")
+        return value
+
+    @model_validator(mode="after")
+    def _channel(self) -> AlertReceiverConfig:
+        if self.channel is not None and self.kind != "slack":
+            raise ValueError(f"`channel` applies to slack receivers only, not {self.kind}")
+        if self.channel is not None and not re.match(r"^[#@][\w.-]{1,80}$", self.channel):
+            raise ValueError(f"channel {self.channel!r} is not a Slack channel like #llm-alerts")
+        return self
+
+
+class AlertmanagerConfig(Strict):
+    """Alertmanager's receivers and routing (components/monitoring.py renders them into the chart's config)."""
+
+    receivers: list[AlertReceiverConfig] = Field(
+        default_factory=list, description="Empty = alerts are only visible in Alertmanager's UI, nobody is told."
+    )
+    repeat_interval: str = Field(
+        default="4h", pattern=r"^[0-9]+(m|h)$", description="How often a still-firing alert is sent again."
+    )
+
+    @model_validator(mode="after")
+    def _unique(self) -> AlertmanagerConfig:
+        names = [receiver.name for receiver in self.receivers]
+        if "null" in names or len(set(names)) != len(names):
+            raise ValueError(f"receiver names must be unique and not 'null' (got {names})")
+        secrets = [receiver.secret for receiver in self.receivers]
+        if len(set(secrets)) != len(secrets):
+            raise ValueError(f"each receiver needs its own secret key (got {secrets})")
+        return self
+
+
 class MonitoringConfig(Strict):
     enabled: bool = True
     light: bool = Field(default=False, description="A laptop-sized stack (local): no alertmanager, no PVCs.")
@@ -426,11 +491,14 @@ class MonitoringConfig(Strict):
         default="15s", pattern=r"^[0-9]+s$", description="How often vLLM, gateway and DCGM are scraped."
     )
     alerts: AlertThresholds = Field(default_factory=AlertThresholds)
+    alertmanager: AlertmanagerConfig = Field(default_factory=AlertmanagerConfig)
 
     @model_validator(mode="after")
     def _light(self) -> MonitoringConfig:
         if self.light and self.storage_gib is not None:
             raise ValueError("`light` monitoring keeps no persistent volume: remove `storage_gib` or `light`")
+        if self.light and self.alertmanager.receivers:
+            raise ValueError("`light` monitoring runs no Alertmanager: remove `alertmanager.receivers` or `light`")
         return self
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pulumi
 
 from components.alerts import AlertSettings
-from components.monitoring import AutoscaledModel, Monitoring, MonitoringArgs
-from infra.config import ModelConfig, PlatformConfig
+from components.monitoring import AlertReceiver, AutoscaledModel, Monitoring, MonitoringArgs
+from infra.config import PROJECT, ModelConfig, PlatformConfig
 from infra.sizing import node_group_gpu
 
 
@@ -48,6 +48,30 @@ def alert_settings(platform: PlatformConfig) -> AlertSettings:
     )
 
 
+def alert_receivers(platform: PlatformConfig, config: pulumi.Config) -> list[AlertReceiver]:
+    """The configured receivers, each with its URL or key read from its own Pulumi secret config key."""
+    receivers = []
+    for receiver in platform.monitoring.alertmanager.receivers:
+        value = config.get_secret(receiver.secret)
+        if value is None:
+            raise pulumi.RunError(
+                f"stack {pulumi.get_stack()!r}: monitoring.alertmanager.receivers {receiver.name!r} ({receiver.kind}) "
+                f"needs secret {PROJECT}:{receiver.secret}: pulumi config set --secret {PROJECT}:{receiver.secret} "
+                f"<{'routing key' if receiver.kind == 'pagerduty' else 'URL'}>"
+            )
+        receivers.append(
+            AlertReceiver(
+                name=receiver.name,
+                kind=receiver.kind,
+                severities=list(receiver.severities),
+                secret_value=value,
+                channel=receiver.channel,
+                send_resolved=receiver.send_resolved,
+            )
+        )
+    return receivers
+
+
 def wire_monitoring(platform: PlatformConfig, secrets: object, opts: pulumi.ResourceOptions) -> dict[str, object]:
     monitoring = platform.monitoring
     if not monitoring.enabled:
@@ -77,6 +101,9 @@ def wire_monitoring(platform: PlatformConfig, secrets: object, opts: pulumi.Reso
             scrape_interval=monitoring.scrape_interval,
             gpu_nodes=bool(platform.gpu_node_groups),
             autoscaled_models=autoscaled,
+            managed_control_plane=platform.cluster is not None,
+            alert_receivers=alert_receivers(platform, pulumi.Config(PROJECT)),
+            alert_repeat_interval=monitoring.alertmanager.repeat_interval,
         ),
         opts=opts,
     )

@@ -80,6 +80,13 @@ def placeholder_secrets(platform_raw: Any) -> dict[str, Any]:
             teams = [team.get("name") for team in gateway["teams"] if isinstance(team, dict)]
     values: dict[str, Any] = {key: f"placeholder-{key}" for key in SECRET_KEYS}
     values["teamKeys"] = {str(team): [f"placeholder-key-{team}"] for team in teams}
+    # Alertmanager receivers name their own secret keys (monitoring.alertmanager.receivers[].secret).
+    monitoring = platform_raw.get("monitoring") if isinstance(platform_raw, dict) else None
+    alertmanager = monitoring.get("alertmanager") if isinstance(monitoring, dict) else None
+    receivers = alertmanager.get("receivers") if isinstance(alertmanager, dict) else None
+    for receiver in receivers if isinstance(receivers, list) else []:
+        if isinstance(receiver, dict) and isinstance(receiver.get("secret"), str):
+            values[receiver["secret"]] = f"https://placeholder.invalid/{receiver['secret']}"
     return values
 
 
