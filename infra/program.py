@@ -11,6 +11,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.config import PROJECT, ConfigError, PlatformConfig, parse_platform
+from infra.controllers import wire_metrics_server
 from infra.gateway_wiring import wire_gateway
 from infra.observability import wire_monitoring
 from infra.planning import capacity_outputs, cost_outputs
@@ -63,23 +64,31 @@ def build(platform: PlatformConfig, secrets: Secrets) -> dict[str, object]:
         "cost": cost_outputs(platform),
     }
     tags = {"project": PROJECT, "environment": platform.environment}
+    # What the gateway's load balancer objects wait for (the controller that serves them).
+    exposure_dependencies: list[pulumi.Resource] = []
     if platform.aws is not None:
         tags |= platform.aws.tags
-        k8s_provider = _aws(platform, tags, outputs)
+        k8s_provider = _aws(platform, tags, outputs, exposure_dependencies)
     else:
         # The local stack talks to whatever cluster the current kubeconfig context points at (kind, k3d, minikube).
         k8s_provider = k8s.Provider("local-k8s", enable_server_side_apply=True)
-    _kubernetes(platform, secrets, k8s_provider, outputs)
+    _kubernetes(platform, secrets, k8s_provider, outputs, exposure_dependencies)
     return outputs
 
 
-def _aws(platform: PlatformConfig, tags: dict[str, str], outputs: dict[str, object]) -> k8s.Provider:
+def _aws(
+    platform: PlatformConfig,
+    tags: dict[str, str],
+    outputs: dict[str, object],
+    exposure_dependencies: list[pulumi.Resource],
+) -> k8s.Provider:
     # Imported here: the AWS SDK is the heaviest import, and the local stack never needs it.
     import pulumi_aws as aws
 
     from components.cluster import Cluster, ClusterArgs
     from components.gpu_node_group import GpuNodeGroup, GpuNodeGroupArgs
     from components.network import Network, NetworkArgs
+    from infra.controllers import wire_aws_controllers
     from infra.sizing import node_group_disk_gib, node_group_gpu
 
     assert platform.aws is not None and platform.network is not None and platform.cluster is not None
@@ -141,6 +150,9 @@ def _aws(platform: PlatformConfig, tags: dict[str, str], outputs: dict[str, obje
             ),
             opts=opts,
         )
+    exposure_dependencies += wire_aws_controllers(
+        platform, cluster_name, cluster, cluster.cluster_name, network.vpc_id, provider, cluster.provider, tags
+    )
     outputs["cluster_name"] = cluster.cluster_name
     outputs["cluster_endpoint"] = cluster.endpoint
     outputs["kubeconfig"] = cluster.kubeconfig
@@ -148,7 +160,13 @@ def _aws(platform: PlatformConfig, tags: dict[str, str], outputs: dict[str, obje
     return cluster.provider
 
 
-def _kubernetes(platform: PlatformConfig, secrets: Secrets, provider: k8s.Provider, outputs: dict[str, object]) -> None:
+def _kubernetes(
+    platform: PlatformConfig,
+    secrets: Secrets,
+    provider: k8s.Provider,
+    outputs: dict[str, object],
+    exposure_dependencies: list[pulumi.Resource],
+) -> None:
     opts = pulumi.ResourceOptions(providers=[provider])
     k8s.core.v1.Namespace(
         platform.namespace,
@@ -164,5 +182,6 @@ def _kubernetes(platform: PlatformConfig, secrets: Secrets, provider: k8s.Provid
     )
     # Each wiring module turns one part of the validated config into components and returns stack outputs.
     outputs |= wire_serving(platform, secrets, opts)
-    outputs |= wire_gateway(platform, secrets, opts)
+    outputs |= wire_gateway(platform, secrets, opts, exposure_depends_on=exposure_dependencies)
     outputs |= wire_monitoring(platform, secrets, opts)
+    outputs |= wire_metrics_server(platform, opts)

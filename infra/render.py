@@ -41,6 +41,8 @@ class Recorded:
     parent: str
     custom: bool
     inputs: dict[str, Any]
+    # URNs this resource waits for (explicit `depends_on`, expanded through components, and input dependencies).
+    dependencies: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -278,6 +280,12 @@ class RecordingMonitor(MockMonitor):
                     parent=request.parent,
                     custom=bool(request.custom),
                     inputs=_clean(json_format.MessageToDict(request.object)),
+                    dependencies=sorted(
+                        {
+                            *request.dependencies,
+                            *(urn for deps in request.propertyDependencies.values() for urn in deps.urns),
+                        }
+                    ),
                 )
             )
         return response
