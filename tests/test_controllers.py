@@ -200,3 +200,16 @@ def test_the_ingress_variant_is_an_alb_of_the_installed_controller_with_a_long_i
     assert annotations["alb.ingress.kubernetes.io/certificate-arn"].startswith("arn:aws:acm:")
     (ingress_class,) = _objects(result, "IngressClass")
     assert ingress_class["spec"]["controller"] == "ingress.k8s.aws/alb"
+
+
+def test_config_refuses_exposure_that_no_installed_controller_would_serve() -> None:
+    from infra.config import ConfigError, parse_platform
+
+    local = copy.deepcopy(render.read_stack_file("local")[PLATFORM_KEY])
+    local["gateway"]["ingress"] = {"kind": "nlb", "certificate_arn": "arn:aws:acm:us-east-1:1:certificate/x"}
+    with pytest.raises(ConfigError, match=r"without `aws`, gateway\.ingress\.kind must be `none`"):
+        parse_platform("local", local)
+    prod = copy.deepcopy(render.read_stack_file("prod")[PLATFORM_KEY])
+    prod["gateway"]["ingress"] = {"kind": "ingress", "host": "llm.example.com", "tls_secret_name": "tls"}
+    with pytest.raises(ConfigError, match=r"gateway\.ingress.*certificate_arn"):
+        parse_platform("prod", prod)
