@@ -36,6 +36,9 @@ class GatewayArgs:
     certificate_arn: str | None = None
     internal: bool = True
     monitoring_namespace: str = "monitoring"
+    # The controller that serves the NLB Service / Ingress (AWS Load Balancer Controller): they wait for it.
+    exposure_depends_on: list[pulumi.Resource] = field(default_factory=list)
+    ingress_class: str = "alb"
     cpu_request: str = "500m"
     cpu_limit: str = "2"
     memory: str = "512Mi"
@@ -212,7 +215,7 @@ class Gateway(pulumi.ComponentResource):
             opts=child,
         )
         self._network_policies(name, args, labels, child)
-        self._exposure(name, args, labels, child)
+        self._exposure(name, args, labels, pulumi.ResourceOptions(parent=self, depends_on=args.exposure_depends_on))
         self.service_url = pulumi.Output.concat("http://", service.metadata.name, f".{ns}.svc/v1")
         self.register_outputs({"service_url": self.service_url})
 
@@ -292,24 +295,30 @@ class Gateway(pulumi.ComponentResource):
                 opts=child,
             )
         elif args.ingress_kind == "ingress":
+            scheme = "internal" if args.internal else "internet-facing"
             k8s.networking.v1.Ingress(
                 name,
                 metadata=k8s.meta.v1.ObjectMetaArgs(
                     name=name,
                     namespace=args.namespace,
                     labels=labels,
-                    # Completions stream for minutes: the proxy must not cut them at its 60 s default.
+                    # An ALB of the AWS Load Balancer Controller (annotation names from its docs,
+                    # kubernetes-sigs/aws-load-balancer-controller@v3.5.0:docs/guide/ingress/annotations.md). TLS ends
+                    # at the ALB with the ACM certificate; completions stream for minutes, so the idle timeout is
+                    # raised from the ALB's 60 s default.
                     annotations={
-                        "nginx.ingress.kubernetes.io/proxy-read-timeout": "600",
-                        "nginx.ingress.kubernetes.io/proxy-buffering": "off",
+                        "alb.ingress.kubernetes.io/scheme": scheme,
+                        "alb.ingress.kubernetes.io/target-type": "ip",
+                        "alb.ingress.kubernetes.io/listen-ports": '[{"HTTPS": 443}]',
+                        "alb.ingress.kubernetes.io/certificate-arn": str(args.certificate_arn),
+                        "alb.ingress.kubernetes.io/ssl-policy": "ELBSecurityPolicy-TLS13-1-2-2021-06",
+                        "alb.ingress.kubernetes.io/load-balancer-attributes": "idle_timeout.timeout_seconds=600",
+                        "alb.ingress.kubernetes.io/healthcheck-path": "/readyz",
                     },
                 ),
                 spec=k8s.networking.v1.IngressSpecArgs(
-                    tls=[
-                        k8s.networking.v1.IngressTLSArgs(
-                            hosts=[str(args.ingress_host)], secret_name=args.ingress_tls_secret
-                        )
-                    ],
+                    ingress_class_name=args.ingress_class,
+                    tls=[k8s.networking.v1.IngressTLSArgs(hosts=[str(args.ingress_host)])],
                     rules=[
                         k8s.networking.v1.IngressRuleArgs(
                             host=args.ingress_host,

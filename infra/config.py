@@ -369,14 +369,21 @@ class PriceConfig(Strict):
 class IngressConfig(Strict):
     kind: Literal["none", "nlb", "ingress"] = "none"
     host: str | None = None
-    tls_secret_name: str | None = Field(default=None, description="TLS Secret for an Ingress.")
-    certificate_arn: str | None = Field(default=None, description="ACM certificate for an NLB.")
+    tls_secret_name: str | None = Field(
+        default=None, description="Not used: the ALB of an `ingress` terminates TLS with `certificate_arn` (ACM)."
+    )
+    certificate_arn: str | None = Field(default=None, description="ACM certificate of the NLB or of the ALB.")
     internal: bool = Field(default=True, description="Reachable only inside the VPC.")
 
     @model_validator(mode="after")
     def _tls(self) -> IngressConfig:
-        if self.kind == "ingress" and (self.host is None or self.tls_secret_name is None):
-            raise ValueError("an ingress needs `host` and `tls_secret_name` (TLS is not optional)")
+        # `ingress` is an ALB of the AWS Load Balancer Controller: it cannot use a Kubernetes TLS Secret.
+        if self.kind == "ingress" and (self.host is None or self.certificate_arn is None):
+            raise ValueError("an ingress (ALB) needs `host` and `certificate_arn` (TLS is not optional)")
+        if self.tls_secret_name is not None:
+            raise ValueError(
+                "the ALB terminates TLS with an ACM certificate: set `certificate_arn`, not `tls_secret_name`"
+            )
         if self.kind == "nlb" and self.certificate_arn is None:
             raise ValueError("an NLB needs `certificate_arn` (TLS is not optional)")
         return self
@@ -532,6 +539,9 @@ class PlatformConfig(Strict):
         if self.aws is None:
             if self.network or self.cluster or self.gpu_node_groups:
                 problems.append("without `aws`, `network`, `cluster` and `gpu_node_groups` must be absent")
+            if self.gateway.ingress.kind != "none":
+                # Both kinds are served by the AWS Load Balancer Controller, which only runs on EKS.
+                problems.append("without `aws`, gateway.ingress.kind must be `none` (use kubectl port-forward locally)")
             if self.kubernetes_version not in KUBERNETES_VERSIONS:
                 problems.append(
                     f"without `aws`, `kubernetes_version` must name the cluster's version "

@@ -97,7 +97,12 @@ def render_config_yaml(platform: PlatformConfig, hashes: dict[str, list[str]]) -
     return yaml.safe_dump(config, sort_keys=True)
 
 
-def wire_gateway(platform: PlatformConfig, secrets: Secrets, opts: pulumi.ResourceOptions) -> dict[str, object]:
+def wire_gateway(
+    platform: PlatformConfig,
+    secrets: Secrets,
+    opts: pulumi.ResourceOptions,
+    exposure_depends_on: list[pulumi.Resource] | None = None,
+) -> dict[str, object]:
     stack = pulumi.get_stack()
     if secrets.team_keys is None:
         raise pulumi.RunError(
@@ -135,6 +140,7 @@ def wire_gateway(platform: PlatformConfig, secrets: Secrets, opts: pulumi.Resour
             ingress_tls_secret=ingress.tls_secret_name,
             certificate_arn=ingress.certificate_arn,
             internal=ingress.internal,
+            exposure_depends_on=list(exposure_depends_on or []),
         ),
         opts=opts,
     )

@@ -12,6 +12,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.config import PROJECT, ConfigError, PlatformConfig, parse_platform
+from infra.controllers import wire_metrics_server
 from infra.gateway_wiring import wire_gateway
 from infra.observability import wire_monitoring
 from infra.planning import capacity_outputs, cost_outputs
@@ -81,13 +82,15 @@ def build(platform: PlatformConfig, secrets: Secrets) -> dict[str, object]:
     }
     tags = {"project": PROJECT, "environment": platform.environment}
     workload_dependencies: list[pulumi.Resource] = []
+    # What the gateway's load balancer objects wait for (the controller that serves them).
+    exposure_dependencies: list[pulumi.Resource] = []
     if platform.aws is not None:
         tags |= platform.aws.tags
-        k8s_provider = _aws(platform, tags, outputs, workload_dependencies)
+        k8s_provider = _aws(platform, tags, outputs, workload_dependencies, exposure_dependencies)
     else:
         # The local stack talks to whatever cluster the current kubeconfig context points at (kind, k3d, minikube).
         k8s_provider = k8s.Provider("local-k8s", enable_server_side_apply=True)
-    _kubernetes(platform, secrets, k8s_provider, outputs, workload_dependencies)
+    _kubernetes(platform, secrets, k8s_provider, outputs, workload_dependencies, exposure_dependencies)
     return outputs
 
 
@@ -96,14 +99,17 @@ def _aws(
     tags: dict[str, str],
     outputs: dict[str, object],
     workload_dependencies: list[pulumi.Resource],
+    exposure_dependencies: list[pulumi.Resource],
 ) -> k8s.Provider:
-    """The AWS side; appends to `workload_dependencies` what the vLLM workloads need to exist first."""
+    """The AWS side; appends to `workload_dependencies` what the vLLM workloads need to exist first, and to
+    `exposure_dependencies` the controllers the gateway's load balancer objects need."""
     # Imported here: the AWS SDK is the heaviest import, and the local stack never needs it.
     import pulumi_aws as aws
 
     from components.cluster import Cluster, ClusterArgs
     from components.gpu_node_group import GpuNodeGroup, GpuNodeGroupArgs
     from components.network import Network, NetworkArgs
+    from infra.controllers import wire_aws_controllers
     from infra.sizing import node_group_disk_gib, node_group_gpu
     from infra.storage import WEIGHT_VOLUME_IOPS, WEIGHT_VOLUME_THROUGHPUT_MIBPS
 
@@ -178,6 +184,9 @@ def _aws(
             opts=opts,
         )
         workload_dependencies.append(gpu_group.node_group)
+    exposure_dependencies += wire_aws_controllers(
+        platform, cluster_name, cluster, cluster.cluster_name, network.vpc_id, provider, cluster.provider, tags
+    )
     outputs["cluster_name"] = cluster.cluster_name
     outputs["cluster_endpoint"] = cluster.endpoint
     outputs["kubeconfig"] = cluster.kubeconfig
@@ -191,6 +200,7 @@ def _kubernetes(
     provider: k8s.Provider,
     outputs: dict[str, object],
     workload_dependencies: Sequence[pulumi.Resource] = (),
+    exposure_dependencies: Sequence[pulumi.Resource] = (),
 ) -> None:
     opts = pulumi.ResourceOptions(providers=[provider])
     k8s.core.v1.Namespace(
@@ -207,5 +217,6 @@ def _kubernetes(
     )
     # Each wiring module turns one part of the validated config into components and returns stack outputs.
     outputs |= wire_serving(platform, secrets, opts, depends_on=workload_dependencies)
-    outputs |= wire_gateway(platform, secrets, opts)
+    outputs |= wire_gateway(platform, secrets, opts, exposure_depends_on=list(exposure_dependencies))
     outputs |= wire_monitoring(platform, secrets, opts)
+    outputs |= wire_metrics_server(platform, opts)

@@ -192,7 +192,7 @@ def test_vllm_workloads_wait_for_their_gpu_nodes_the_device_plugin_and_the_gp3_s
 
 def test_the_ebs_csi_addon_waits_for_its_policy_and_for_nodes_to_run_on() -> None:
     result = rendered("staging")
-    (addon,) = resources_of(result, "aws:eks/addon:Addon")
+    (addon,) = [r for r in resources_of(result, "aws:eks/addon:Addon") if r.inputs["addonName"] == "aws-ebs-csi-driver"]
     assert _urn(result, "aws:iam/rolePolicyAttachment:RolePolicyAttachment", "llm-serving-staging-ebs-csi-policy") in (
         addon.dependencies
     )
