@@ -16,6 +16,10 @@ APP = "llm-gateway"
 PORT = 8080
 RUN_AS_USER = 10001  # the image's numeric user (gateway_image/Dockerfile)
 CONFIG_DIR = "/etc/llm-gateway"
+# The image's ENTRYPOINT (gateway_image/Dockerfile), stated again as the container's `command`: the pod then runs
+# the gateway whatever the image's ENTRYPOINT/CMD say (a `command` replaces the ENTRYPOINT and drops the CMD;
+# kubernetes.io/docs/tasks/inject-data-application/define-command-argument-container/#notes).
+COMMAND = ["python", "-m", "llm_gateway"]
 VLLM_APP = "vllm"
 VLLM_PORT = 8000
 
@@ -83,6 +87,7 @@ class Gateway(pulumi.ComponentResource):
         container = k8s.core.v1.ContainerArgs(
             name="gateway",
             image=args.image,
+            command=COMMAND,
             args=["--config", f"{CONFIG_DIR}/config.yaml"],
             ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=PORT, protocol="TCP")],
             env=env or None,
