@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.checksum import secret_checksum
 from components.gpu_node_group import GPU_TAINT_KEY, NODE_GROUP_LABEL
 from infra.config import ModelConfig
 from infra.instances import InstanceType
@@ -388,6 +389,9 @@ class VllmDeployment(pulumi.ComponentResource):
                     metadata=k8s.meta.v1.ObjectMetaArgs(
                         labels=labels,
                         annotations={
+                            # Env vars from a Secret are read once at container start: a rotated API key or HF
+                            # token reaches the pods only if the pod template changes with it.
+                            "checksum/secret": secret_checksum(secret_data),
                             "prometheus.io/scrape": "true",
                             "prometheus.io/port": str(PORT),
                             "prometheus.io/path": "/metrics",
