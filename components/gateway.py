@@ -12,10 +12,16 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.checksum import secret_checksum
+
 APP = "llm-gateway"
 PORT = 8080
 RUN_AS_USER = 10001  # the image's numeric user (gateway_image/Dockerfile)
 CONFIG_DIR = "/etc/llm-gateway"
+# The image's ENTRYPOINT (gateway_image/Dockerfile), stated again as the container's `command`: the pod then runs
+# the gateway whatever the image's ENTRYPOINT/CMD say (a `command` replaces the ENTRYPOINT and drops the CMD;
+# kubernetes.io/docs/tasks/inject-data-application/define-command-argument-container/#notes).
+COMMAND = ["python", "-m", "llm_gateway"]
 VLLM_APP = "vllm"
 VLLM_PORT = 8000
 
@@ -82,10 +88,16 @@ class Gateway(pulumi.ComponentResource):
             for variable in sorted(args.secret_env)
         ]
         checksum = pulumi.Output.from_input(args.config_yaml).apply(config_checksum)
+        pod_annotations: dict[str, pulumi.Input[str]] = {"checksum/config": checksum}
+        if args.secret_env:
+            # Env vars from a Secret are read once at container start: a rotated key reaches the pods only if the
+            # pod template changes with it.
+            pod_annotations["checksum/secret"] = secret_checksum(args.secret_env)
         http_probe = k8s.core.v1.HTTPGetActionArgs
         container = k8s.core.v1.ContainerArgs(
             name="gateway",
             image=args.image,
+            command=COMMAND,
             args=["--config", f"{CONFIG_DIR}/config.yaml"],
             ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=PORT, protocol="TCP")],
             env=env or None,
@@ -145,7 +157,7 @@ class Gateway(pulumi.ComponentResource):
                     rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_surge=1, max_unavailable=0),
                 ),
                 template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations={"checksum/config": checksum}),
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations=pod_annotations),
                     spec=k8s.core.v1.PodSpecArgs(
                         service_account_name=service_account.metadata.name,
                         automount_service_account_token=False,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.checksum import secret_checksum
 from components.gpu_node_group import GPU_TAINT_KEY, NODE_GROUP_LABEL
 from infra.config import ModelConfig
 from infra.instances import InstanceType
@@ -47,6 +48,9 @@ STARTUP_PROBE_PERIOD_SECONDS = 10
 TERMINATION_GRACE_SECONDS = 120
 # Endpoint controllers, kube-proxy and the gateway's DNS view need a moment to drop a terminating pod.
 PRE_STOP_SLEEP_SECONDS = 15
+# vLLM's CPU backend keeps this many cores free of OpenMP threads for its API and engine-core processes (x86 and
+# Arm: one per local worker; vllm 0.32 vllm/utils/ompmultiprocessing.py, OMPProcessManager.reserve_cpu_num).
+CPU_RESERVED_CORES = 1
 SECRET_KEY_HF_TOKEN = "hfToken"
 SECRET_KEY_API_KEY = "vllmApiKey"
 
@@ -149,6 +153,21 @@ def gpu_pod_resources(shape: InstanceType, gpus: int) -> tuple[str, str]:
     return str(cpu), f"{memory_gib}Gi"
 
 
+def cpu_cores(quantity: str) -> float:
+    """A Kubernetes CPU quantity ("2", "1500m", "0.5") in cores."""
+    return int(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def cpu_omp_threads(cpu_limit: str) -> int:
+    """OpenMP threads for the CPU backend: the whole cores of the pod's CPU limit, less vLLM's reserve.
+
+    With VLLM_CPU_OMP_THREADS_BIND=auto (the default), vLLM 0.32 starts one thread per physical core of the NUMA
+    node it may run on (`os.sched_getaffinity`), and a CPU limit is a CFS quota, not an affinity mask: on a
+    16-core node a pod limited to 2 CPUs would run ~15 threads and spend most of its time throttled.
+    """
+    return max(1, math.floor(cpu_cores(cpu_limit)) - CPU_RESERVED_CORES)
+
+
 def cpu_pod_resources(model: ModelConfig, weight_gib: float) -> tuple[str, str]:
     """The CPU backend holds weights and KV cache in RAM; the rest is Python, tokenizer and buffers."""
     cpu = model.resources_cpu or "2"
@@ -169,6 +188,8 @@ class VllmDeploymentArgs:
     # Seconds the startupProbe allows before the first healthy /health.
     startup_budget_seconds: int
     cache_size_gib: int
+    # Seconds `pulumi up` waits for the Deployment to become Available (node launch, image pull, weights).
+    await_seconds: int = 600
     # GPUs free in the node group at max size beyond every model's replicas; None for CPU models.
     spare_gpus: int | None = None
 
@@ -232,6 +253,12 @@ class VllmDeployment(pulumi.ComponentResource):
             env.append(from_secret("HF_TOKEN", SECRET_KEY_HF_TOKEN))
         if not on_gpu:
             env.append(k8s.core.v1.EnvVarArgs(name="VLLM_CPU_KVCACHE_SPACE", value=str(model.cpu_kv_cache_gib)))
+            # vLLM 0.32 vllm/envs.py and vllm/utils/ompmultiprocessing.py: "nobind" skips vLLM's own binding (it
+            # would size the pool from the host's cores) and leaves the worker's OpenMP pool to OMP_NUM_THREADS.
+            env += [
+                k8s.core.v1.EnvVarArgs(name="VLLM_CPU_OMP_THREADS_BIND", value="nobind"),
+                k8s.core.v1.EnvVarArgs(name="OMP_NUM_THREADS", value=str(cpu_omp_threads(args.cpu))),
+            ]
 
         # A cache volume shared by replicas would need ReadWriteMany; EBS is ReadWriteOnce. One replica gets a
         # claim that outlives the pod (restarts skip the download); several get one ephemeral claim each.
@@ -252,7 +279,21 @@ class VllmDeployment(pulumi.ComponentResource):
             )
         elif shared_claim:
             claim = k8s.core.v1.PersistentVolumeClaim(
-                f"{name}-cache", metadata=meta(f"{name}-cache"), spec=claim_spec, opts=child
+                f"{name}-cache",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=f"{name}-cache",
+                    namespace=ns,
+                    labels=labels,
+                    # A WaitForFirstConsumer claim binds only once the Deployment's pod is scheduled, and the
+                    # Deployment is registered after the claim (it names it). pulumi-kubernetes v4 awaits a new
+                    # claim until Bound, accepting Pending only if it could read the StorageClass and saw
+                    # WaitForFirstConsumer (provider/pkg/await/awaiters.go, untilCoreV1PersistentVolumeClaimReady):
+                    # a class created in the same update, or an Immediate one, leaves it 5 minutes in a deadlock.
+                    # The Deployment's own await covers the volume: a pod with an unbound claim never gets ready.
+                    annotations={"pulumi.com/skipAwait": "true"},
+                ),
+                spec=claim_spec,
+                opts=child,
             )
             volumes.append(
                 k8s.core.v1.VolumeArgs(
@@ -377,17 +418,29 @@ class VllmDeployment(pulumi.ComponentResource):
         )
         k8s.apps.v1.Deployment(
             name,
-            metadata=meta(name),
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=name,
+                namespace=ns,
+                labels=labels,
+                # Honoured by pulumi-kubernetes v4 for create and update when no customTimeouts option is set
+                # (provider/pkg/metadata/overrides.go, TimeoutDuration); visible in previews and renders, unlike
+                # customTimeouts. A first start waits for a GPU node, a large image and the weights.
+                annotations={"pulumi.com/timeoutSeconds": str(args.await_seconds)},
+            ),
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 replicas=model.replicas,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
                 strategy=strategy,
-                # Loading weights takes minutes; a rollout that makes no progress for this long is failed.
-                progress_deadline_seconds=max(600, 2 * args.startup_budget_seconds),
+                # A rollout that makes no progress for this long is failed, and Pulumi's await fails with it
+                # (ProgressDeadlineExceeded); a pod waiting for its node and image makes no progress either.
+                progress_deadline_seconds=max(600, 2 * args.startup_budget_seconds, args.await_seconds),
                 template=k8s.core.v1.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(
                         labels=labels,
                         annotations={
+                            # Env vars from a Secret are read once at container start: a rotated API key or HF
+                            # token reaches the pods only if the pod template changes with it.
+                            "checksum/secret": secret_checksum(secret_data),
                             "prometheus.io/scrape": "true",
                             "prometheus.io/port": str(PORT),
                             "prometheus.io/path": "/metrics",

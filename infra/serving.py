@@ -44,6 +44,29 @@ def spare_gpus(platform: PlatformConfig, group: GpuNodeGroupConfig) -> int:
     return capacity - used
 
 
+# How long a first `pulumi up` may wait for a vLLM Deployment to become Available (the provider's own default is
+# 10 minutes: pulumi-kubernetes v4 provider/pkg/await/deployment.go, DefaultDeploymentTimeoutMins). The figures,
+# all in one place:
+# - A GPU node from nothing to schedulable: EC2 launch, the EKS AMI's boot and join, the NVIDIA device plugin
+#   advertising nvidia.com/gpu. No AWS-published figure; 3-5 minutes is usual, 10 allowed (an assumption).
+GPU_NODE_LAUNCH_SECONDS = 600
+# The vLLM GPU image is ~20 GB unpacked (issue 9; vllm/vllm-openai on Docker Hub is ~10 GB compressed), pulled
+# and unpacked onto a gp3 root volume at its 125 MiB/s baseline: ~3 minutes of writes after the download.
+# 10 minutes allowed (an assumption); the CPU image is a few GB.
+GPU_IMAGE_PULL_SECONDS = 600
+CPU_IMAGE_PULL_SECONDS = 300
+# Weights download and load are the planner's start-up estimate (infra.capacity.startup_seconds); the startup
+# probe allows twice that, which is the margin here too: a start slower than the probe allows never gets ready.
+
+
+def await_seconds(startup_budget_seconds: int, on_gpu: bool) -> int:
+    """Seconds `pulumi up` waits for the Deployment: node launch + image pull + the startup probe's budget."""
+    if on_gpu:
+        return GPU_NODE_LAUNCH_SECONDS + GPU_IMAGE_PULL_SECONDS + startup_budget_seconds
+    # The CPU backend runs on nodes that exist already (kind, k3d, minikube).
+    return CPU_IMAGE_PULL_SECONDS + startup_budget_seconds
+
+
 def cache_size_gib(model: ModelConfig) -> int:
     # Downloads land in the cache beside the finished files for a while: 1.5x the weights.
     return model.cache.size_gib or max(10, math.ceil(1.5 * weight_gib(model)))
@@ -67,6 +90,7 @@ def deployment_args(platform: PlatformConfig, model: ModelConfig, secrets: Secre
             cpu=cpu,
             memory=memory,
             startup_budget_seconds=CPU_STARTUP_BUDGET_SECONDS,
+            await_seconds=await_seconds(CPU_STARTUP_BUDGET_SECONDS, on_gpu=False),
             cache_size_gib=cache_size_gib(model),
         )
     plan = plan_for(platform, model)
@@ -82,6 +106,7 @@ def deployment_args(platform: PlatformConfig, model: ModelConfig, secrets: Secre
         memory=model.resources_memory or memory,
         # startup_seconds is the expected time; the probe allows twice that, as its docstring advises.
         startup_budget_seconds=2 * startup_seconds(plan),
+        await_seconds=await_seconds(2 * startup_seconds(plan), on_gpu=True),
         cache_size_gib=cache_size_gib(model),
         spare_gpus=spare_gpus(platform, group),
     )
