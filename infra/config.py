@@ -291,6 +291,11 @@ class ModelConfig(Strict):
     )
     node_group: str | None = Field(default=None, description="GPU node group to run on; None = CPU (local).")
     quantization: Literal["none", "awq", "gptq", "fp8"] = "none"
+    checkpoint_quant_method: Literal["none", "compressed-tensors", "fp8", "awq", "gptq"] | None = Field(
+        default=None,
+        description="`quantization_config.quant_method` of the checkpoint's config.json ('none': 16-bit weights, "
+        "vLLM quantizes on the fly); needed with `quantization` when hf_model is not in the checkpoint catalog.",
+    )
     dtype: Literal["auto", "float16", "bfloat16", "float32"] = "auto"
     kv_cache_dtype: Literal["auto", "fp8"] = "auto"
     max_model_len: int = Field(ge=128, le=1_048_576)

@@ -88,6 +88,12 @@ def _placement(platform: PlatformConfig) -> list[str]:
                 f"{where}.gpus = {model.gpus}: with device_plugin.time_slicing_replicas = {slicing} the device plugin "
                 "refuses requests for more than one shared GPU; accepted: gpus = 1, or no time-slicing"
             )
+        from infra.models import checkpoint_problems
+
+        problems += [
+            f"{where}.{problem}"
+            for problem in checkpoint_problems(model.hf_model, model.quantization, model.checkpoint_quant_method)
+        ]
         if model.catalog is not None:
             from infra.models import MODEL_CATALOG
 

@@ -153,20 +153,23 @@ PUBLISHED = [
 
 
 @pytest.mark.parametrize("case", PUBLISHED, ids=lambda case: case.name)
-def test_planner_matches_what_vllm_logged_within_ten_percent(case: Published) -> None:
+def test_planner_never_promises_more_kv_cache_than_vllm_logged(case: Published) -> None:
+    """docs/capacity.md: the planner errs on the safe side, so a plan that fits here fits in vLLM. One-sided: at
+    most what vLLM logged, and no more than 10 % below it (a planner that always says 0 would be useless)."""
     plan = case.plan()
     checked = 0
     if case.logged_blocks is not None:
-        assert plan.gpu_blocks == pytest.approx(case.logged_blocks, rel=0.10)
+        assert 0.90 * case.logged_blocks <= plan.gpu_blocks <= case.logged_blocks
         checked += 1
     if case.logged_tokens is not None:
-        assert plan.kv_cache_tokens == pytest.approx(case.logged_tokens, rel=0.10)
+        assert 0.90 * case.logged_tokens <= plan.kv_cache_tokens <= case.logged_tokens
         checked += 1
     if case.logged_kv_gib is not None:
-        assert plan.kv_cache_memory_bytes_per_gpu / GIB == pytest.approx(case.logged_kv_gib, rel=0.10)
+        assert 0.90 * case.logged_kv_gib <= plan.kv_cache_memory_bytes_per_gpu / GIB <= case.logged_kv_gib
         # The token count vLLM derives from that memory, in whole 16-token blocks.
         logged_tokens = int(case.logged_kv_gib * GIB // plan.kv_cache_bytes_per_token_per_gpu)
-        assert plan.kv_cache_tokens == pytest.approx(logged_tokens, rel=0.10)
+        logged_tokens -= logged_tokens % BLOCK_SIZE
+        assert 0.90 * logged_tokens <= plan.kv_cache_tokens <= logged_tokens
         checked += 1
     if case.logged_weights_gib is not None:
         assert plan.weight_bytes_per_gpu / GIB == pytest.approx(case.logged_weights_gib, rel=0.02)
@@ -417,3 +420,43 @@ def test_startup_grows_with_the_checkpoint() -> None:
     # 70B in bf16 is ~131 GiB: about nine minutes at 250 MiB/s, plus the fixed part.
     assert 600 < startup_seconds(large) < 700
     assert startup_seconds(large, read_bytes_per_second=2 * 2**30) < 200
+
+
+def test_startup_seconds_hand_worked() -> None:
+    """90 s fixed + the whole checkpoint at 250 MiB/s (262,144,000 B/s), worked by hand from the model cards'
+    parameter counts: Llama-3.1-8B has 2 x 128,256 x 4,096 = 1,050,673,152 embedding + lm_head parameters (16-bit)
+    and 8.03e9 - 1,050,673,152 = 6,979,326,848 linear ones."""
+    rate = 250 * 2**20
+    # FP8: 6,979,326,848 x 1 + 1,050,673,152 x 2 = 9,080,673,152 B -> 34.64 s -> ceil(124.64) = 125.
+    fp8 = plan_capacity("llama-3.1-8b-instruct", "g6e.xlarge", max_model_len=8192, quantization="fp8")
+    assert startup_seconds(fp8, read_bytes_per_second=rate, fixed_seconds=90) == 125
+    # AWQ: 6,979,326,848 x (0.5 + 2.5/128) + 2,101,346,304 = 5,727,324,705.5 B -> 21.85 s -> 112.
+    awq = plan_capacity("llama-3.1-8b-instruct", "g5.xlarge", max_model_len=8192, quantization="awq", dtype="float16")
+    assert startup_seconds(awq, read_bytes_per_second=rate, fixed_seconds=90) == 112
+    # 70.6e9 parameters in FP8 over 4 GPUs: 68,498,653,696 + 2 x 2,101,346,304 = 72,701,346,304 B -> 277.3 s -> 368.
+    big = plan_capacity(
+        "llama-3.3-70b-instruct", "g6e.12xlarge", max_model_len=8192, quantization="fp8", gpus_per_replica=4
+    )
+    assert startup_seconds(big, read_bytes_per_second=rate, fixed_seconds=90) == 368
+
+
+def test_node_disk_grows_with_the_weights_cached_on_it() -> None:
+    """Above the 100 GiB floor: prod's 70B FP8 model moved from its claim to the node's disk (emptyDir).
+    70.6e9 x 1 byte = 65.75 GiB of weights; 40 GiB image and system + 1.5 x 65.75 = 138.6 -> 140 GiB (whole tens);
+    the 8B FP8 model beside it goes to the other node group."""
+    from infra import render
+    from infra.config import PLATFORM_KEY, parse_platform
+    from infra.sizing import node_group_disk_gib
+
+    raw = render.read_stack_file("prod")[PLATFORM_KEY]
+    raw["models"][0]["cache"] = {"kind": "emptyDir"}
+    platform = parse_platform("prod", raw)
+    groups = {group.name: group for group in platform.gpu_node_groups}
+    assert node_group_disk_gib(platform, groups["gpu-l40s-x4"]) == 140
+    # 8.03e9 FP8 = 7.48 GiB: 40 + 11.2 = 51.2 -> the 100 GiB floor.
+    assert node_group_disk_gib(platform, groups["gpu-l40s"]) == 100
+    # A second model cached on the same group adds its own weights.
+    raw["models"][1]["node_group"] = "gpu-l40s-x4"
+    both = parse_platform("prod", raw)
+    # 65.75 + 7.48 = 73.23 GiB -> 40 + 109.8 = 149.8 -> 150 GiB.
+    assert node_group_disk_gib(both, {g.name: g for g in both.gpu_node_groups}["gpu-l40s-x4"]) == 150

@@ -62,6 +62,31 @@ MISTAKES = [
     ("prod", _set("gateway.replicas", 1), "gateway.replicas", ["1", ">= 2"]),
     ("staging", _set("models.0.name", "Llama_8B"), "models[0].name", ["Llama_8B", "lowercase"]),
     ("prod", _set("device_plugin", {"time_slicing_replicas": 4}), "models[0].gpus", ["4", "gpus = 1"]),
+    # Quantization against the checkpoint's own method (infra/models.py CHECKPOINT_CATALOG).
+    (
+        "staging",
+        _set("models.0.quantization", "none"),
+        "models[0].quantization",
+        ["'none'", "compressed-tensors", "'fp8'"],
+    ),
+    (
+        "staging",
+        _set("models.0.checkpoint_quant_method", "awq"),
+        "models[0].checkpoint_quant_method",
+        ["'awq'", "'compressed-tensors'"],
+    ),
+    (
+        "dev",
+        _set("models.0.hf_model", "someone/Llama-3.1-8B-Instruct-AWQ"),
+        "models[0].checkpoint_quant_method",
+        ["None", "config.json", "'awq'"],
+    ),
+    (
+        "dev",
+        _set("models.0.checkpoint_quant_method", "none"),
+        "models[0].checkpoint_quant_method",
+        ["'none'", "'awq'"],
+    ),
     # Capacity: a 70B model in FP8 on one 24 GB A10G cannot hold its weights.
     ("dev", _set("models.0.catalog", "llama-3.3-70b-instruct"), "models[0]", ["weights", "GiB"]),
     (

@@ -110,3 +110,106 @@ def test_engine_config_catches_a_length_beyond_the_model(serve_parser: argparse.
     args[args.index("--model") + 1] = str(model_dir)
     with pytest.raises(Exception, match=r"max_model_len|max_position_embeddings"):
         AsyncEngineArgs.from_cli_args(serve_parser.parse_args(args)).create_engine_config()
+
+
+# --- quantization: the rendered flags against each checkpoint's own method ------------------------------------------
+
+# What vLLM 0.32 resolves `quantization` to for each catalog checkpoint, worked out by hand from
+# vllm/config/model.py `_verify_quantization`: no override claims a compressed-tensors config, so the checkpoint's
+# own `quant_method` is kept; AutoAWQConfig.override_quantization_method returns None on the CPU platform
+# (vllm/model_executor/layers/quantization/auto_awq.py: "let cpu_awq handle it"), so here an AWQ checkpoint stays
+# "awq" (on a GPU it becomes "auto_awq": see the test below).
+RESOLVED_ON_CPU = {
+    "RedHatAI/Llama-3.3-70B-Instruct-FP8-dynamic": "compressed-tensors",
+    "neuralmagic/Meta-Llama-3.1-8B-Instruct-FP8": "compressed-tensors",
+    "hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4": "awq",
+}
+
+
+def _quantized_containers() -> list[Any]:
+    return [
+        pytest.param(stack, container["args"], id=f"{stack}-{_served_name(container['args'])}")
+        for stack in render.stack_names()
+        for container in _vllm_containers(stack)
+        if container["args"][container["args"].index("--model") + 1] in RESOLVED_ON_CPU
+    ]
+
+
+@pytest.fixture(scope="module")
+def long_tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Long enough for every stack's max_model_len (the shapes do not matter to the quantization check).
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny") / "base", max_position_embeddings=131072)
+
+
+def _checkpoint_like(base: Path, target: Path, quantization_config: dict[str, Any]) -> Path:
+    """The tiny model with a checkpoint's `quantization_config` in its config.json, as the hub repo has it."""
+    import json
+    import shutil
+
+    shutil.copytree(base, target)
+    config = json.loads((target / "config.json").read_text())
+    config["quantization_config"] = quantization_config
+    (target / "config.json").write_text(json.dumps(config))
+    return target
+
+
+def test_every_quantized_model_of_the_stacks_is_a_recorded_checkpoint() -> None:
+    from infra.models import CHECKPOINT_CATALOG
+
+    quantized = {
+        container["args"][container["args"].index("--model") + 1]
+        for stack in render.stack_names()
+        for container in _vllm_containers(stack)
+    } - {"Qwen/Qwen2.5-0.5B-Instruct"}  # local: 16-bit weights, no quantization
+    assert quantized == set(RESOLVED_ON_CPU)
+    assert {checkpoint.hf_repo_id for checkpoint in CHECKPOINT_CATALOG.values()} == set(RESOLVED_ON_CPU)
+
+
+@pytest.mark.parametrize(("stack", "args"), _quantized_containers())
+def test_vllm_accepts_the_rendered_quantization_for_the_checkpoint(
+    serve_parser: argparse.ArgumentParser, long_tiny_llama: Path, tmp_path: Path, stack: str, args: list[str]
+) -> None:
+    """vLLM's own engine-config verification (ModelConfig._verify_quantization among the rest) over a folder whose
+    config.json carries the checkpoint's recorded quantization_config, with the stack's rendered flags."""
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    from infra.models import lookup_checkpoint
+
+    repo = args[args.index("--model") + 1]
+    checkpoint = lookup_checkpoint(repo)
+    assert checkpoint is not None
+    local = list(args)
+    local[local.index("--model") + 1] = str(
+        _checkpoint_like(long_tiny_llama, tmp_path / "checkpoint", checkpoint.quantization_config)
+    )
+    engine_config = AsyncEngineArgs.from_cli_args(serve_parser.parse_args(local)).create_engine_config()
+    assert engine_config.model_config.quantization == RESOLVED_ON_CPU[repo]
+    assert engine_config.model_config.max_model_len == int(args[args.index("--max-model-len") + 1])
+
+    # The control: the flag the program rendered before this fix is refused for this very folder, so the
+    # check above does exercise vLLM's verification (an AWQ checkpoint accepts its own name, hence no control).
+    if checkpoint.quant_method == "compressed-tensors":
+        with pytest.raises(Exception, match=r"does not match the quantization method specified in the `quantization`"):
+            AsyncEngineArgs.from_cli_args(
+                serve_parser.parse_args([*local, "--quantization", checkpoint.quantization])
+            ).create_engine_config()
+
+
+def test_an_awq_flag_picks_the_same_gpu_kernel_as_no_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU, vLLM 0.32 maps an AWQ checkpoint to AutoAWQ (Marlin where the GPU allows) with `--quantization
+    awq` or without it: dropping the flag loses nothing. The CPU platform skips this override, so the override
+    is called directly with the platform reporting a GPU (what is proven: the override's answer, not a GPU run)."""
+    pytest.importorskip("vllm")
+    from vllm.model_executor.layers.quantization import auto_awq
+
+    from infra.models import lookup_checkpoint
+
+    checkpoint = lookup_checkpoint("hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4")
+    assert checkpoint is not None
+    monkeypatch.setattr(auto_awq.current_platform, "is_cpu", lambda: False)
+    override = auto_awq.AutoAWQConfig.override_quantization_method
+    assert override(checkpoint.quantization_config, None) == "auto_awq"
+    assert override(checkpoint.quantization_config, "awq") == "auto_awq"
+    # A compressed-tensors checkpoint is no AWQ checkpoint: the override leaves it alone.
+    fp8 = lookup_checkpoint("neuralmagic/Meta-Llama-3.1-8B-Instruct-FP8")
+    assert fp8 is not None and override(fp8.quantization_config, None) is None
