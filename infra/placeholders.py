@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from datetime import date
 from typing import Any
 
 from infra.config import PLATFORM_KEY, PlatformConfig
@@ -78,3 +79,23 @@ def placeholder_problems(platform: PlatformConfig) -> list[str]:
         if reason is not None:
             problems.append(f"{PLATFORM_KEY}.{path} = {value!r}: {reason}; {_advice(path)}")
     return problems
+
+
+def cluster_version_problems(platform: PlatformConfig, today: date | None = None) -> list[str]:
+    """EKS refuses versions past extended support and auto-upgrades STANDARD-policy clusters past standard support.
+
+    A fact about the day of the run, not about the stack file: a real preview/up refuses it (with the placeholders),
+    while the offline render only warns, so that a stack file does not turn into bad config by the calendar alone.
+    """
+    from infra import eks_versions
+
+    if platform.cluster is None:
+        return []
+    cluster = platform.cluster
+    problem = eks_versions.version_problem(
+        cluster.kubernetes_version,
+        cluster.upgrade_policy.support_type,
+        today or eks_versions.utc_today(),
+        f"{PLATFORM_KEY}.cluster",
+    )
+    return [problem] if problem else []

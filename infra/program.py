@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,6 +18,8 @@ from infra.gateway_wiring import wire_gateway
 from infra.observability import wire_monitoring
 from infra.planning import capacity_outputs, cost_outputs
 from infra.serving import wire_serving
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,9 @@ def load_platform(config: pulumi.Config) -> PlatformConfig:
 
 def refuse_placeholders(platform: PlatformConfig) -> None:
     """A real preview/up stops on the stack files' example values (documentation CIDRs, the example account, an
-    all-zero certificate ARN) before registering anything; the offline render keeps them (`allow_placeholders`)."""
-    from infra.placeholders import placeholder_problems
+    all-zero certificate ARN) and on a Kubernetes version EKS would not keep as configured today, before
+    registering anything; the offline render keeps the example values and only warns about the version."""
+    from infra.placeholders import cluster_version_problems, placeholder_problems
 
     problems = placeholder_problems(platform)
     if problems:
@@ -62,12 +66,24 @@ def refuse_placeholders(platform: PlatformConfig) -> None:
             + "\n(these are the stack file's example values; set real ones with `pulumi config edit` or in "
             "stacks/Pulumi.<stack>.yaml, see README 'Deploying for real')"
         )
+    problems = cluster_version_problems(platform)
+    if problems:
+        raise pulumi.RunError(str(ConfigError(pulumi.get_stack(), problems)))
+
+
+def warn_offline(platform: PlatformConfig) -> None:
+    from infra.placeholders import cluster_version_problems
+
+    for problem in cluster_version_problems(platform):
+        log.warning("stack %r: a real preview/up would refuse this: %s", pulumi.get_stack(), problem)
 
 
 def main(allow_placeholders: bool = False) -> None:
     config = pulumi.Config(PROJECT)
     platform = load_platform(config)
-    if not allow_placeholders:
+    if allow_placeholders:
+        warn_offline(platform)
+    else:
         refuse_placeholders(platform)
     for key, value in build(platform, read_secrets(config)).items():
         pulumi.export(key, value)

@@ -14,7 +14,6 @@ def semantic_problems(platform: PlatformConfig) -> list[str]:
     problems += _instance_types(platform)
     problems += _placement(platform)
     problems += _gateway(platform)
-    problems += _cluster_version(platform)
     if not problems:
         # The planner needs valid instance types and placements; its figures only mean something after those.
         from infra.planning import capacity_problems
@@ -49,22 +48,6 @@ def _instance_types(platform: PlatformConfig) -> list[str]:
                 "and count (vLLM's memory plan is per GPU)"
             )
     return problems
-
-
-def _cluster_version(platform: PlatformConfig) -> list[str]:
-    """EKS refuses versions past extended support and auto-upgrades STANDARD-policy clusters past standard support."""
-    from infra import eks_versions
-
-    if platform.cluster is None:
-        return []
-    cluster = platform.cluster
-    problem = eks_versions.version_problem(
-        cluster.kubernetes_version,
-        cluster.upgrade_policy.support_type,
-        eks_versions.utc_today(),
-        f"{PLATFORM_KEY}.cluster",
-    )
-    return [problem] if problem else []
 
 
 def _placement(platform: PlatformConfig) -> list[str]:

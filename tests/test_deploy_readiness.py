@@ -15,8 +15,9 @@ import pytest
 from infra import eks_versions, render
 from infra.capacity import STARTUP_READ_BYTES_PER_SECOND
 from infra.config import KUBERNETES_VERSIONS, PLATFORM_KEY, ConfigError, parse_platform
-from infra.placeholders import placeholder_problems
+from infra.placeholders import cluster_version_problems, placeholder_problems
 from infra.planning import cost_outputs
+from infra.program import refuse_placeholders
 from infra.storage import gp3_problems
 from tests.conftest import one, rendered, resources_of
 
@@ -52,7 +53,13 @@ EXAMPLE_VALUES = [
         "gateway.ingress.certificate_arn",
         "'arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000'",
     ),
+    *[
+        (stack, "gateway.image", "'123456789012.dkr.ecr.us-east-1.amazonaws.com/llm-gateway:0.1.0'")
+        for stack in ("dev", "staging", "prod")
+    ],
 ]
+# A gateway image in a real account, for tests that want only one example value left.
+REAL_IMAGE = "210987654321.dkr.ecr.us-east-1.amazonaws.com/llm-gateway:0.1.0"
 
 
 @pytest.mark.parametrize(("stack", "key_path", "value"), EXAMPLE_VALUES)
@@ -78,6 +85,7 @@ def test_a_real_run_with_real_values_goes_ahead(monkeypatch: pytest.MonkeyPatch)
     registered = _counting(monkeypatch)
     config = _config("dev")
     config[PLATFORM_KEY]["cluster"]["public_access_cidrs"] = ["81.2.69.0/24"]
+    config[PLATFORM_KEY]["gateway"]["image"] = REAL_IMAGE
     render.run("dev", config=config, allow_placeholders=False)
     assert "aws:eks/cluster:Cluster" in registered
 
@@ -95,6 +103,7 @@ def test_a_real_run_with_real_values_goes_ahead(monkeypatch: pytest.MonkeyPatch)
 def test_placeholders_are_found_in_any_field(path: tuple[str, ...], value: Any) -> None:
     raw = _config("staging")[PLATFORM_KEY]
     raw["cluster"]["public_access_cidrs"] = ["81.2.69.0/24"]
+    raw["gateway"]["image"] = REAL_IMAGE
     node = raw
     for part in path[:-1]:
         node = node[part]
@@ -110,6 +119,7 @@ def test_real_looking_values_are_not_placeholders() -> None:
     raw["gateway"]["ingress"]["certificate_arn"] = (
         "arn:aws:acm:us-east-1:210987654321:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
     )
+    raw["gateway"]["image"] = REAL_IMAGE
     assert placeholder_problems(parse_platform("prod", raw)) == []
 
 
@@ -270,19 +280,35 @@ def _dev(version: str, support_type: str | None = None) -> dict[str, Any]:
 
 
 @pytest.mark.usefixtures("on_2026_12_02")
-def test_a_version_past_standard_support_with_the_standard_policy_is_bad_config() -> None:
-    with pytest.raises(ConfigError) as caught:
-        parse_platform("dev", _dev("1.33"))
-    (line,) = caught.value.problems
+def test_a_version_past_standard_support_with_the_standard_policy_is_refused_by_a_real_run() -> None:
+    (line,) = cluster_version_problems(parse_platform("dev", _dev("1.33")))
     assert line.startswith(f"{PLATFORM_KEY}.cluster.kubernetes_version = '1.33': ")
     assert "2026-07-29" in line and "(1.35)" in line and "EXTENDED" in line
+    assert cluster_version_problems(parse_platform("dev", _dev("1.33", "EXTENDED"))) == []
 
 
 @pytest.mark.usefixtures("on_2026_12_02")
-def test_a_version_past_extended_support_is_bad_config_whatever_the_policy() -> None:
-    with pytest.raises(ConfigError) as caught:
-        parse_platform("dev", _dev("1.31", "EXTENDED"))
-    assert "2026-11-26" in caught.value.problems[0]
+def test_a_version_past_extended_support_is_refused_whatever_the_policy() -> None:
+    (line,) = cluster_version_problems(parse_platform("dev", _dev("1.31", "EXTENDED")))
+    assert "2026-11-26" in line
+
+
+def test_the_calendar_alone_never_breaks_the_offline_render(monkeypatch: pytest.MonkeyPatch) -> None:
+    # After 1.35 leaves standard support (2027-03-27) the stack files still render offline (a warning), while a
+    # real preview/up refuses them before registering anything.
+    monkeypatch.setattr(eks_versions, "utc_today", lambda: date(2027, 6, 1))
+    raw = _config("dev")
+    assert render.run("dev", config=raw).resources
+    platform = parse_platform("dev", raw[PLATFORM_KEY])
+    (line,) = cluster_version_problems(platform)
+    # Real values in place of the stack file's examples, so that only the version stops the run.
+    raw[PLATFORM_KEY]["cluster"]["public_access_cidrs"] = ["100.64.0.0/16"]
+    raw[PLATFORM_KEY]["gateway"]["image"] = REAL_IMAGE
+    platform = parse_platform("dev", raw[PLATFORM_KEY])
+    assert placeholder_problems(platform) == []
+    assert "1.35 left EKS standard support on 2027-03-27" in line
+    with pytest.raises(pulumi.RunError, match=r"1\.35 left EKS standard support"):
+        refuse_placeholders(platform)
 
 
 @pytest.mark.usefixtures("on_2026_12_02")
