@@ -55,8 +55,8 @@ def test_record_adds_to_the_current_month() -> None:
 def test_seconds_to_next_month_counts_from_the_exact_instant() -> None:
     # 1 µs after 23:00 on 31 December: 3,599.999999 s are left, truncated to 3,599.
     assert seconds_to_next_month(dt.datetime(2026, 12, 31, 23, 0, 0, 1, tzinfo=UTC)) == 3599
-    # 23:30:30.5 on 30 April: 30 min 29.5 s to 1 May → 1,829.
-    assert seconds_to_next_month(dt.datetime(2026, 4, 30, 23, 30, 30, 500000, tzinfo=UTC)) == 1829
+    # 23:30:30.5 on 30 April: 29 min 29.5 s to 1 May → 1,769.
+    assert seconds_to_next_month(dt.datetime(2026, 4, 30, 23, 30, 30, 500000, tzinfo=UTC)) == 1769
 
 
 def test_restore_adds_this_months_lines_and_skips_the_rest(tmp_path: Path) -> None:
