@@ -115,8 +115,9 @@ def run(name: str, module: Module, jobs: int) -> dict[str, object]:
     started = time.monotonic()
     log = scratch / "mutmut.log"
     with log.open("w") as out:
-        code = subprocess.call([mutmut, "run", "--max-children", str(jobs)], cwd=scratch, env=env, stdout=out,
-                               stderr=subprocess.STDOUT)
+        code = subprocess.call(
+            [mutmut, "run", "--max-children", str(jobs)], cwd=scratch, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
     seconds = time.monotonic() - started
     if code != 0:
         tail = log.read_text()[-3000:]

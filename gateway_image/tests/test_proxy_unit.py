@@ -50,7 +50,11 @@ def test_429_is_retried_elsewhere_without_blaming_the_endpoint() -> None:
     stub = SimpleNamespace(exchange=SimpleNamespace(request_id="req-1", reason=None))
     with pytest.raises(RetryableFailure) as raised:
         Forwarder._check_status(stub, 429, b"slow down", endpoint, {"Retry-After": "3"})  # type: ignore[arg-type]
-    assert (raised.value.status, raised.value.reason, raised.value.endpoint_only) == (429, "upstream_rate_limited", True)
+    assert (raised.value.status, raised.value.reason, raised.value.endpoint_only) == (
+        429,
+        "upstream_rate_limited",
+        True,
+    )
     assert raised.value.message == "Upstream answered 429: slow down"
     assert endpoint.healthy and endpoint.failures == 0
 

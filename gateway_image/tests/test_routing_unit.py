@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
-from typing import Any
+from typing import Any, Literal
 
 import pytest
-from llm_gateway.config import AliasConfig, ConfigError, RouteConfig
+from llm_gateway.config import AliasConfig, ConfigError, RouteConfig, TargetConfig
 from llm_gateway.routing import Alias, Route
 
 
@@ -29,7 +29,7 @@ def route(targets: list[tuple[str, float]], fallbacks: list[str], **down: bool) 
     names = {name for name, _ in targets} | set(fallbacks)
     backends: dict[str, Any] = {name: StubBackend(name, up=not down.get(name, False)) for name in names}
     config = RouteConfig(
-        model="m", targets=[{"backend": n, "weight": w} for n, w in targets], fallbacks=fallbacks
+        model="m", targets=[TargetConfig(backend=n, weight=w) for n, w in targets], fallbacks=fallbacks
     )
     return Route(config, backends), backends
 
@@ -88,18 +88,17 @@ class FixedScorer:
         return self.value
 
 
-def alias(threshold: float, scorer: str = "rules", **extra: Any) -> Alias:
+def alias(threshold: float, scorer: Literal["rules", "embedding"] = "rules", **extra: Any) -> Alias:
     simple, _ = route([("cheap", 1)], [])
     complex_, _ = route([("strong", 1)], [])
-    config = AliasConfig(
-        model="auto", scorer=scorer, simple_route="s", complex_route="c", threshold=threshold, **extra
-    )
+    config = AliasConfig(model="auto", scorer=scorer, simple_route="s", complex_route="c", threshold=threshold, **extra)
     return Alias(config, {"s": simple, "c": complex_})
 
 
 @pytest.mark.parametrize(("score", "expected"), [(0.49, "cheap"), (0.5, "strong"), (0.9, "strong")])
 def test_alias_sends_scores_at_or_above_the_threshold_to_the_complex_route(score: float, expected: str) -> None:
-    for kind in ("rules", "embedding"):
+    kinds: tuple[Literal["rules", "embedding"], ...] = ("rules", "embedding")
+    for kind in kinds:
         chosen = alias(0.5, kind)
         chosen.scorer = FixedScorer(score)
         route_ = asyncio.run(chosen.route_for({"messages": []}))

@@ -23,11 +23,11 @@ SIGNALS = (
 )
 
 
-def only(**weights: float) -> RuleScorer:
+def only(complex: list[str] | None = None, **weights: float) -> RuleScorer:
     """A scorer where only the named weights count; keywords are words that never occur unless a test uses them."""
     rules: dict[str, Any] = {
         "weights": {name: weights.get(name, 0.0) for name in SIGNALS},
-        "complex_keywords": weights.pop("complex", None) or ["zzcomplex"],  # type: ignore[arg-type]
+        "complex_keywords": complex or ["zzcomplex"],
         "simple_keywords": ["zzsimple"],
         "long_text_chars": 100,
     }
@@ -103,8 +103,13 @@ def test_complex_keywords_count_distinct_whole_words_up_to_the_cap() -> None:
 
 
 def test_simple_keywords_subtract_up_to_their_cap_and_the_score_stays_at_or_above_zero() -> None:
-    rules = {
-        "weights": {**{name: 0.0 for name in SIGNALS}, "length": 1.0, "simple_keyword": 0.1, "simple_keyword_cap": 0.15},
+    rules: dict[str, Any] = {
+        "weights": {
+            **{name: 0.0 for name in SIGNALS},
+            "length": 1.0,
+            "simple_keyword": 0.1,
+            "simple_keyword_cap": 0.15,
+        },
         "complex_keywords": ["zzcomplex"],
         "simple_keywords": ["thanks", "hello"],
         "long_text_chars": 100,
