@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STACK ?= dev
 
-.PHONY: install render test lint types pytest clean
+.PHONY: install render test lint types pytest mutation clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -30,6 +30,14 @@ pytest:
 test: install
 	bash scripts/install-test-tools.sh
 	$(MAKE) lint types pytest
+
+# Mutation testing of the pure core (mutmut), by hand like a benchmark: minutes, not part of `make test`.
+# MODULE=sse runs one (capacity balancing routing proxy accounting sse semantic config); JOBS=2 runs mutants
+# in parallel. Figures and the review of the survivors: docs/testing.md.
+MODULE ?=
+JOBS ?= 1
+mutation:
+	$(BIN)/python bench/mutation.py --jobs $(JOBS) $(MODULE)
 
 clean:
 	rm -rf build .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,124 @@
+"""The pure decisions of proxy.py without sockets: how an upstream status is classified (retry on a sibling, on the
+next backend, or pass on), and how an upstream error body is carried to the client in OpenAI's error format
+({"error": {"message", "type", "param", "code"}}: https://platform.openai.com/docs/guides/error-codes).
+
+The failover loop itself (Forwarder.run) is an async method that sends requests, so it is not tested here: the
+routing tests drive it through real servers. docs/testing.md says so next to proxy.py's mutation score."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from llm_gateway.balancing import Endpoint
+from llm_gateway.proxy import Exchange, Forwarder, RetryableFailure, _upstream_message, _with_request_id
+
+
+def check(status: int, data: bytes = b"", headers: dict[str, str] | None = None) -> tuple[Any, Endpoint, Any]:
+    endpoint = Endpoint("http://10.0.0.1:8000/v1", 1, 10.0)
+    stub = SimpleNamespace(exchange=SimpleNamespace(request_id="req-1", reason=None))
+    result = Forwarder._check_status(stub, status, data, endpoint, headers or {})  # type: ignore[arg-type]
+    return result, endpoint, stub.exchange
+
+
+@pytest.mark.parametrize("status", [200, 201, 299])
+def test_success_statuses_pass(status: int) -> None:
+    result, endpoint, exchange = check(status)
+    assert result is None and endpoint.healthy and exchange.reason is None
+
+
+@pytest.mark.parametrize(("status", "client_status"), [(500, 502), (502, 502), (503, 503), (504, 504), (599, 502)])
+def test_5xx_counts_against_the_endpoint_and_may_go_to_a_sibling(status: int, client_status: int) -> None:
+    with pytest.raises(RetryableFailure) as raised:
+        check(status, b'{"error": {"message": "engine died"}}', {"Retry-After": "7"})
+    failure = raised.value
+    assert (failure.status, failure.reason, failure.endpoint_only) == (client_status, "upstream_error", True)
+    assert failure.message == f"Upstream answered {status}: engine died"
+    assert failure.retry_after == "7"
+    # The endpoint was built to eject at its first failure: a 5xx is one.
+    endpoint = Endpoint("http://10.0.0.1:8000/v1", 1, 10.0)
+    stub = SimpleNamespace(exchange=SimpleNamespace(request_id="req-1", reason=None))
+    with pytest.raises(RetryableFailure):
+        Forwarder._check_status(stub, status, b"", endpoint, {})  # type: ignore[arg-type]
+    assert not endpoint.healthy
+
+
+def test_429_is_retried_elsewhere_without_blaming_the_endpoint() -> None:
+    endpoint = Endpoint("http://10.0.0.1:8000/v1", 1, 10.0)
+    stub = SimpleNamespace(exchange=SimpleNamespace(request_id="req-1", reason=None))
+    with pytest.raises(RetryableFailure) as raised:
+        Forwarder._check_status(stub, 429, b"slow down", endpoint, {"Retry-After": "3"})  # type: ignore[arg-type]
+    assert (raised.value.status, raised.value.reason, raised.value.endpoint_only) == (
+        429,
+        "upstream_rate_limited",
+        True,
+    )
+    assert raised.value.message == "Upstream answered 429: slow down"
+    assert endpoint.healthy and endpoint.failures == 0
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_credentials_skip_the_whole_backend(status: int) -> None:
+    with pytest.raises(RetryableFailure) as raised:
+        check(status)
+    failure = raised.value
+    assert (failure.status, failure.reason, failure.endpoint_only) == (502, "upstream_auth", False)
+    assert f"({status})" in failure.message and "api_key_env" in failure.message
+
+
+@pytest.mark.parametrize("status", [300, 400, 404, 413, 422, 499])
+def test_other_statuses_are_passed_on_with_our_request_id(status: int) -> None:
+    result, endpoint, exchange = check(status, b'{"error": {"message": "too long", "type": "BadRequestError"}}')
+    assert result.status == status and exchange.reason == "bad_request" and endpoint.healthy
+    assert result.headers["x-request-id"] == "req-1"
+    assert result.content_type == "application/json"
+    assert json.loads(result.body) == {
+        "error": {"message": "too long", "type": "BadRequestError", "request_id": "req-1"}
+    }
+
+
+def test_upstream_message() -> None:
+    assert _upstream_message(b'{"error": {"message": "boom"}}') == "boom"
+    assert _upstream_message(b'{"error": {"message": "' + b"x" * 600 + b'"}}') == "x" * 500
+    assert _upstream_message(b"plain " + b"y" * 300) == ("plain " + "y" * 300)[:200]
+    assert _upstream_message(b'{"detail": "no"}') == '{"detail": "no"}'
+    assert _upstream_message(b'{"error": "flat"}') == '{"error": "flat"}'
+    assert _upstream_message(b"\xff") == "\ufffd"
+    assert _upstream_message(b"") == "(empty body)"
+
+
+def test_with_request_id_wraps_bodies_that_are_not_openai_errors() -> None:
+    wrapped = json.loads(_with_request_id(b"Bad Request", 400, "req-2"))
+    assert wrapped == {
+        "error": {
+            "message": "Bad Request",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "upstream_error",
+            "request_id": "req-2",
+        }
+    }
+    assert json.loads(_with_request_id(b'{"error": "flat"}', 404, "r"))["error"]["message"] == '{"error": "flat"}'
+    assert json.loads(_with_request_id(b"[1]", 422, "r"))["error"]["type"] == "api_error"
+
+
+def test_as_gateway_error_keeps_a_numeric_retry_after_only() -> None:
+    def failure(retry_after: str | None) -> RetryableFailure:
+        return RetryableFailure(429, "upstream_rate_limited", "m", endpoint_only=True, retry_after=retry_after)
+
+    error = failure("12").as_gateway_error()
+    assert (error.status, error.message, error.reason, error.retry_after_s) == (429, "m", "upstream_rate_limited", 12)
+    # An HTTP-date Retry-After (RFC 9110 §10.2.3) is not passed on as seconds.
+    assert failure("Wed, 21 Oct 2026 07:28:00 GMT").as_gateway_error().retry_after_s is None
+    assert failure(None).as_gateway_error().retry_after_s is None
+    assert failure("").as_gateway_error().retry_after_s is None
+
+
+def test_exchange_adds_usage_from_each_chunk() -> None:
+    exchange = Exchange("req-3", 0.0)
+    exchange.add_usage({"prompt_tokens": 3, "completion_tokens": None})
+    exchange.add_usage({"completion_tokens": 4})
+    exchange.add_usage(None)
+    assert (exchange.prompt_tokens, exchange.completion_tokens) == (3, 4)
