@@ -2,7 +2,8 @@
 
 "Real" means: vLLM's metric names read from the pinned vLLM package's own metric definitions, the gateway's from its
 REAL /metrics page (the gateway process on 127.0.0.1 behind a fake upstream, after one request), DCGM's from the
-counters CSV the exporter is configured with. The helpers here are shared with test_alert_rules.py and
+counters CSV the exporter is configured with, whose every field must be one the pinned dcgm-exporter knows (DCGM's field
+table, vendored in tests/data/). The helpers here are shared with test_alert_rules.py and
 test_prometheus_real.py.
 """
 
@@ -31,13 +32,19 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from components.monitoring import DCGM_COUNTERS_FILE, load_dashboards
+from components.monitoring import DCGM_COUNTERS_FILE, DCGM_EXPORTER_IMAGE, load_dashboards
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_UPSTREAM = ROOT / "gateway_image" / "tests" / "fake_upstream.py"
 TEAM_KEY = "sk-monitoring-test"
 GRAFANA_VARIABLE = re.compile(r"\$\{?(\w+)(?::\w+)?\}?")
 LABEL_VALUES = re.compile(r"^label_values\((?P<selector>.+),\s*[\w.]+\)$")
+# The field table of the exporter image pinned in components/monitoring.py (URLs and versions in the file's header).
+DCGM_EXPORTER_TAG = "4.2.3-4.1.3"
+DCGM_FIELDS_FILE = Path(__file__).parent / "data" / f"dcgm-exporter-{DCGM_EXPORTER_TAG}-fields.txt"
+# What the exporter accepts as a CSV line's second column: dcgm-exporter@4.2.3-4.1.3
+# internal/pkg/counters/variables.go (promMetricType).
+DCGM_PROMETHEUS_TYPES = {"gauge", "counter", "histogram", "summary", "label"}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -90,6 +97,12 @@ def dcgm_metric_names() -> set[str]:
         if field and not field.startswith("#"):
             names.add(field)
     return names
+
+
+def dcgm_known_fields() -> set[str]:
+    """DCGM's own field names, as the pinned exporter looks them up (vendored from NVIDIA/go-dcgm; see the header)."""
+    lines = DCGM_FIELDS_FILE.read_text().splitlines()
+    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
 
 
 def exposition_names(text: str) -> set[str]:
@@ -378,3 +391,29 @@ def test_gpu_dashboard_names_only_fields_of_the_shipped_dcgm_counters() -> None:
     dcgm = dcgm_metric_names()
     assert {"DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_POWER_USAGE"} <= used
     assert used - dcgm == set(), f"not in dcgm-counters.csv: {sorted(used - dcgm)}"
+    # And, on their own account, DCGM's names: a typo shared by the CSV and the dashboard still fails here.
+    assert used - dcgm_known_fields() == set(), f"not DCGM fields: {sorted(used - dcgm_known_fields())}"
+
+
+def test_the_vendored_dcgm_field_table_is_that_of_the_pinned_exporter() -> None:
+    # Bumping the image without vendoring its field table again would check names against the wrong DCGM.
+    assert DCGM_EXPORTER_IMAGE.rsplit(":", 1)[1].startswith(DCGM_EXPORTER_TAG + "-"), DCGM_EXPORTER_IMAGE
+    header = DCGM_FIELDS_FILE.read_text()
+    assert f"dcgm-exporter/blob/{DCGM_EXPORTER_TAG}/" in header and "go-dcgm/blob/7c92211ba301/" in header
+    known = dcgm_known_fields()
+    # go-dcgm@7c92211ba301 pkg/dcgm/const_fields.go: 542 DCGM_FI_* keys in dcgmFields.
+    assert len(known) == 542 and all(name.startswith("DCGM_FI_") for name in known)
+    assert {"DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE"} <= known
+
+
+def test_every_field_of_the_shipped_dcgm_counters_is_a_dcgm_field() -> None:
+    """The exporter refuses the whole CSV on one unknown field name, or a Prometheus type it does not know."""
+    known = dcgm_known_fields()
+    for number, line in enumerate(DCGM_COUNTERS_FILE.read_text().splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        record = [column.strip() for column in line.split(",", 2)]
+        assert len(record) == 3 and all(record), f"dcgm-counters.csv line {number}: expected field, type, help"
+        field, prometheus_type, _ = record
+        assert field in known, f"dcgm-counters.csv line {number}: {field} is not a field of DCGM (go-dcgm table)"
+        assert prometheus_type in DCGM_PROMETHEUS_TYPES, f"dcgm-counters.csv line {number}: type {prometheus_type}"

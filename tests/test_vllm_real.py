@@ -121,16 +121,32 @@ def test_metrics_expose_what_we_alert_and_scale_on(vllm_server: VllmServer) -> N
     assert generated and sum(generated) > 0
 
 
-def _uids_of_group(process_group: int) -> set[int]:
-    uids = set()
-    for status in Path("/proc").glob("[0-9]*/stat"):
+def _processes_of_group(process_group: int) -> list[Path]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             # Fields after the command name (which may hold spaces): state, ppid, pgrp.
-            if int(status.read_text().rsplit(")", 1)[1].split()[2]) == process_group:
-                uids.add(status.parent.stat().st_uid)
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) == process_group:
+                found.append(stat.parent)
         except (OSError, ValueError, IndexError):
             continue  # the process ended meanwhile
-    return uids
+    return found
+
+
+def _identity(proc: Path) -> tuple[int, int]:
+    """(uid, effective capabilities) of a process as it sees itself, in its own user namespace.
+
+    /proc shows the uid as this test's namespace sees it, and uid_map how the process's namespace maps onto ours
+    (proc(5), user_namespaces(7)): a server confined by a runner that is not root is uid 10001 in its namespace and
+    the runner's uid out here; one confined by root is 10001 in both (the map is the identity).
+    """
+    status = dict(line.split(":", 1) for line in (proc / "status").read_text().splitlines())
+    outer_uid = int(status["Uid"].split()[0])
+    for line in (proc / "uid_map").read_text().splitlines():
+        inside, outside, count = map(int, line.split())
+        if outside <= outer_uid < outside + count:
+            return inside + outer_uid - outside, int(status["CapEff"], 16)
+    raise AssertionError(f"{proc}: uid {outer_uid} is not in its own uid_map")
 
 
 def test_serves_as_the_pod_user_on_a_read_only_root() -> None:
@@ -148,6 +164,8 @@ def test_serves_as_the_pod_user_on_a_read_only_root() -> None:
                 model=server.model, messages=[{"role": "user", "content": "Say hello."}], max_tokens=4
             )
             assert response.usage is not None and response.usage.completion_tokens > 0
-            assert _uids_of_group(server.process.pid) == {RUN_AS_USER}, "vLLM ran as another user"
+            identities = {_identity(proc) for proc in _processes_of_group(server.process.pid)}
+            # The pod's uid, and no capability (the container drops them all; a non-root uid has none anyway).
+            assert identities == {(RUN_AS_USER, 0)}, f"vLLM ran as (uid, capabilities) {identities}"
         written = {path.relative_to(work_dir / "volumes").parts[0] for path in (work_dir / "volumes").rglob("*")}
         assert {"home", "tmp"} <= written, f"vLLM wrote to {written} only"

@@ -6,7 +6,7 @@ The argument list and environment come from the `local` stack's rendered Deploym
 Llama built on the spot), `--port` (a free one) and `--host` (loopback, not every interface) are swapped, and env
 paths on the pod's volumes (HF_HOME, HOME, caches, TMPDIR) become folders under the test's tmp_path.
 `start_vllm(..., run_as=uid)` also runs it as the pod does (that uid, read-only root, only the volumes writable)
-where the machine allows it (`can_confine`: root and mount namespaces).
+where the machine allows it (`can_confine`: mount namespaces; user namespaces when not run as root).
 Needs the `vllm` extra (scripts/install-vllm.sh); callers mark their tests `vllm`.
 """
 
@@ -126,45 +126,65 @@ def _vllm_command() -> list[str]:
 # it stays writable, the interpreter's prefix under /root stays reachable behind an empty tmpfs (the pod's user
 # cannot enter the image's root home either), then the root file system turns read-only and the command runs as
 # the pod's user. Exit 99: the root was still writable, and the check would prove nothing.
+# Two ways to become the pod's user, one script. As root: setpriv to the real uid. As anyone else: the namespace is
+# also a user namespace in which the runner is root (so it may mount), and a nested one maps the pod's uid onto the
+# runner's (unshare --map-user, util-linux >= 2.38): the server then has that uid and no capability in it, exactly
+# what the pod's non-root user has; it can write only the runner's own files, and of those only the volumes, since
+# the rest of the root is mounted read-only.
 _CONFINE_SCRIPT = """set -e
-uid=$1; prefix=$2; keep=$3; shift 3
+uid=$1; prefix=$2; keep=$3; switch=$4; shift 4
 while [ "$1" != "--" ]; do mount --bind "$1" "$1"; shift; done; shift
 if [ -n "$prefix" ]; then
   mount --bind "$prefix" "$keep"
   mount -t tmpfs -o mode=755 tmpfs /root; mkdir -p "$prefix"; mount --bind "$keep" "$prefix"
-  mount -o remount,ro /root
+  mount -o bind,remount,ro /root
 fi
 mount -o bind,remount,ro /
 if touch /.read-only-probe 2>/dev/null; then rm -f /.read-only-probe; exit 99; fi
+if [ "$switch" = userns ]; then exec unshare --user --map-user="$uid" --map-group="$uid" "$@"; fi
 exec setpriv --reuid "$uid" --regid "$uid" --clear-groups "$@"
 """
 
 
+def _namespace_command() -> list[str]:
+    """The outer unshare: a mount namespace; for a runner that is not root, inside a user namespace of its own."""
+    user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+    return ["unshare", *user, "--mount", "--propagation", "private"]
+
+
 def can_confine() -> str | None:
-    """None if this machine can run the server as the pod does (root, mount namespaces, setpriv); else why not."""
-    if os.geteuid() != 0:
-        return "needs root to make a read-only mount namespace and switch user"
+    """None if this machine can run the server as the pod does (mount namespaces, and setpriv as root or nested user
+    namespaces otherwise); else why not."""
     if shutil.which("unshare") is None or shutil.which("setpriv") is None:
         return "needs unshare and setpriv (util-linux)"
-    probe = subprocess.run(["unshare", "--mount", "true"], capture_output=True, check=False)
-    return None if probe.returncode == 0 else f"unshare --mount fails: {probe.stderr.decode(errors='replace')}"
+    probe_script = "unshare --user --map-user=10001 --map-group=10001 true"
+    probe = [*_namespace_command(), "sh", "-c", "true" if os.geteuid() == 0 else probe_script]
+    result = subprocess.run(probe, capture_output=True, check=False)
+    if result.returncode != 0:
+        return f"{' '.join(probe)} fails: {result.stderr.decode(errors='replace').strip()}"
+    return None
 
 
 def confined(command: list[str], volumes: list[Path], uid: int, mount_point: Path) -> list[str]:
     """`command` as the pod runs it: as `uid`, on a read-only root where only `volumes` take writes; `mount_point`
     is an empty folder the namespace may use (it stays empty outside)."""
     mount_point.mkdir(parents=True, exist_ok=True)
-    for volume in volumes:
-        # What the pod's fsGroup does to its volumes.
-        for folder, _, files in os.walk(volume):
-            for name in [folder, *(os.path.join(folder, file) for file in files)]:
-                os.chown(name, uid, uid)
+    as_root = os.geteuid() == 0
+    if as_root:
+        # What the pod's fsGroup does to its volumes. A runner that is not root owns them already, and its uid is
+        # the one the pod's uid maps onto.
+        for volume in volumes:
+            for folder, _, files in os.walk(volume):
+                for name in [folder, *(os.path.join(folder, file) for file in files)]:
+                    os.chown(name, uid, uid)
     prefix = Path(sys.base_prefix).resolve()
     hidden_prefix = str(prefix) if prefix.is_relative_to("/root") else ""
     return [
-        *("unshare", "--mount", "--propagation", "private", "sh", "-c", _CONFINE_SCRIPT, "sh", str(uid)),
+        *_namespace_command(),
+        *("sh", "-c", _CONFINE_SCRIPT, "sh", str(uid)),
         hidden_prefix,
         str(mount_point),
+        "setpriv" if as_root else "userns",
         *map(str, volumes),
         "--",
         *command,

@@ -98,6 +98,68 @@ def test_least_outstanding_spreads_concurrent_slow_requests(harness: Harness) ->
     assert [u.max_in_flight for u in ups] == [3, 3, 3]
 
 
+def test_least_outstanding_keeps_new_requests_off_a_busy_endpoint(harness: Harness) -> None:
+    """What round robin cannot do: an endpoint busy with a slow request gets no more while its siblings are free.
+
+    Four clients, each sending its next request when the last one is answered, 60 requests in all. Worked by hand:
+    at most four are in flight, so the slow endpoint (1 s per answer) holds at most one while two fast siblings are
+    idle or hold one; it gets a new request only when it is among the least loaded, i.e. free. The fast ones answer
+    60 requests in well under a second, so the slow one serves a handful at most. A balancer whose counts never went
+    back down picks by requests served, i.e. round robin: 20 requests, 20 s, for the slow one.
+    """
+    slow = harness.upstream("slow", latency_s=1.0)
+    fast = [harness.upstream(f"fast{i}") for i in range(2)]
+    gateway, url = harness.gateway(
+        {"backends": [backend("pool", slow, *fast)], "routes": [{"model": "llama", "targets": [{"backend": "pool"}]}]}
+    )
+    queue = iter(range(60))
+
+    async def worker(c: openai.AsyncOpenAI) -> None:
+        for _ in queue:
+            await c.chat.completions.create(model="llama", messages=[{"role": "user", "content": "x"}])
+
+    async def run() -> None:
+        async with async_client(url) as c:
+            await asyncio.gather(*(worker(c) for _ in range(4)))
+
+    asyncio.run(run())
+    assert sum(len(u.requests) for u in [slow, *fast]) == 60
+    assert len(slow.requests) <= 6, [len(u.requests) for u in [slow, *fast]]
+    assert [e.outstanding for e in gateway.runtime.backends["pool"].endpoints] == [0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    "behaviour",
+    [{}, {"status": 500}, {"status": 400}, {"latency_s": 2}, {"cut_after_chunks": 2}],
+    ids=["ok", "500", "400", "timeout", "cut-stream"],
+)
+def test_every_attempt_gives_back_its_outstanding_count(harness: Harness, behaviour: dict[str, object]) -> None:
+    """Whatever the outcome of an attempt, plain or streamed, the endpoint's in-flight count returns to 0 after it:
+    a count that only grows sends every later request elsewhere (or, all leaking alike, round robin)."""
+    first, second = harness.upstream("first", **behaviour), harness.upstream("second", **behaviour)
+    gateway, url = harness.gateway(
+        {
+            "server": {"request_timeout_s": 1},
+            "backends": [backend("pool", first, second, timeout_s=0.3)],
+            "routes": [{"model": "llama", "targets": [{"backend": "pool"}]}],
+        }
+    )
+    c = client(url)
+    for stream in (False, True, False, True):
+        try:
+            if stream:
+                for _ in c.chat.completions.create(
+                    model="llama", messages=[{"role": "user", "content": "x"}], stream=True
+                ):
+                    pass
+            else:
+                c.chat.completions.create(model="llama", messages=[{"role": "user", "content": "x"}])
+        except (openai.APIError, httpx.HTTPError):
+            pass  # the outcome is the upstream's doing; what is checked is the gateway's bookkeeping
+    assert len(first.requests) + len(second.requests) >= 4
+    assert [e.outstanding for e in gateway.runtime.backends["pool"].endpoints] == [0, 0]
+
+
 def test_killed_endpoint_fails_over_and_is_ejected(harness: Harness) -> None:
     first, second = harness.upstream("first"), harness.upstream("second")
     _, url = harness.gateway(

@@ -240,3 +240,136 @@ def test_embedding_examples_from_options_replace_the_defaults(embedding_scorer: 
     assert isinstance(inverted, EmbeddingScorer)
     assert inverted.top_k == 2
     assert accuracy(inverted) < 1 - EMBEDDING_ACCURACY_FLOOR + 0.05
+
+
+# ----- rules: each signal on its own, contributions worked by hand ----------------------------------------------
+
+# Every weight given here (none from RuleWeights' defaults) and keyword lists that match nothing in the texts below,
+# so that a request which carries exactly one signal scores exactly that signal's weight. The weights are distinct
+# so that a signal that adds another signal's weight fails as well.
+ISOLATED_WEIGHTS = {
+    "length": 0.0,
+    "code": 0.31,
+    "list_items": 0.17,
+    "questions": 0.13,
+    "multi_turn": 0.07,
+    "tools": 0.29,
+    "response_format": 0.23,
+    "complex_keyword": 0.0,
+    "complex_keyword_cap": 0.0,
+    "simple_keyword": 0.0,
+    "simple_keyword_cap": 0.0,
+}
+NOWHERE = ["zzyzx"]
+
+
+def isolated(**overrides: float) -> RuleScorer:
+    weights = {**ISOLATED_WEIGHTS, **overrides}
+    return RuleScorer({"weights": weights, "complex_keywords": NOWHERE, "simple_keywords": NOWHERE})
+
+
+def two_users(first: str, second: str) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": first}, {"role": "user", "content": second}]}
+
+
+def _describe(body: dict[str, Any]) -> str:
+    extra = [key for key in body if key not in ("model", "messages")]
+    texts = [str(m.get("content")) for m in body.get("messages", []) if m.get("role") == "user"]
+    return "+".join(texts)[:24].replace("\n", "/") + "".join(f"[{key}]" for key in extra)
+
+
+TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (chat("the cat sat on the mat"), 0.0),
+        # code: a fence, or one code-like line (a definition, a statement ending in ; or {, a call `f()`).
+        (chat("```\nx = 1\n```"), 0.31),
+        (chat("def area(r):\n    return r * r"), 0.31),
+        (chat("int x = 1;"), 0.31),
+        (chat("then call main() again"), 0.31),
+        # list items: two or more bulleted or numbered lines; one is not a list.
+        (chat("- apples\n- pears"), 0.17),
+        (chat("1. apples\n2) pears"), 0.17),
+        (chat("* apples\n• pears"), 0.17),
+        (chat("- apples only"), 0.0),
+        # questions: two or more question marks.
+        (chat("why that? and where?"), 0.13),
+        (chat("why that"), 0.0),
+        (chat("why that?"), 0.0),
+        # multi-turn: more than one user message (an assistant turn does not count).
+        (two_users("tell me a story", "a longer one"), 0.07),
+        (
+            {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
+            0.0,
+        ),
+        # tools or legacy functions, when non-empty.
+        (chat("the cat", tools=[TOOL]), 0.29),
+        (chat("the cat", functions=[TOOL["function"]]), 0.29),
+        (chat("the cat", tools=[]), 0.0),
+        # response_format: a JSON one only.
+        (chat("the cat", response_format={"type": "json_object"}), 0.23),
+        (chat("the cat", response_format={"type": "json_schema", "json_schema": {"name": "x"}}), 0.23),
+        (chat("the cat", response_format={"type": "text"}), 0.0),
+        # Two signals add up: 0.17 + 0.13.
+        (chat("- why this?\n- why that?"), 0.30),
+    ],
+    ids=lambda value: f"{value:g}" if isinstance(value, float) else _describe(value),
+)
+def test_each_rule_signal_adds_exactly_its_weight(body: dict[str, Any], expected: float) -> None:
+    assert isolated().score(body) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("signal", "body"),
+    [
+        ("code", chat("```\nx = 1\n```")),
+        ("list_items", chat("- apples\n- pears")),
+        ("questions", chat("why that? and where?")),
+        ("multi_turn", two_users("tell me a story", "a longer one")),
+        ("tools", chat("the cat", tools=[TOOL])),
+        ("response_format", chat("the cat", response_format={"type": "json_object"})),
+    ],
+)
+def test_a_signal_weighted_zero_adds_nothing_and_its_weight_is_what_it_adds(signal: str, body: dict[str, Any]) -> None:
+    assert isolated(**{signal: 0.0}).score(body) == 0.0
+    assert isolated(**{signal: 0.5}).score(body) == pytest.approx(0.5)
+
+
+def test_length_adds_its_weight_in_proportion_up_to_long_text_chars() -> None:
+    def scorer(length_weight: float) -> RuleScorer:
+        weights = {**ISOLATED_WEIGHTS, "length": length_weight}
+        return RuleScorer(
+            {"weights": weights, "complex_keywords": NOWHERE, "simple_keywords": NOWHERE, "long_text_chars": 400}
+        )
+
+    # 100 of 400 characters: a quarter of 0.4; 800 characters: capped at the whole 0.4.
+    assert scorer(0.4).score(chat("a" * 100)) == pytest.approx(0.1)
+    assert scorer(0.4).score(chat("a" * 800)) == pytest.approx(0.4)
+    # Two user messages are joined with a newline: 99 + 1 + 100 = 200 characters, half of 0.4, plus multi-turn.
+    assert scorer(0.4).score(two_users("a" * 99, "a" * 100)) == pytest.approx(0.2 + 0.07)
+
+
+def test_keywords_add_and_subtract_per_distinct_hit_up_to_their_caps() -> None:
+    weights = {**ISOLATED_WEIGHTS, "complex_keyword": 0.2, "complex_keyword_cap": 0.5}
+    weights |= {"simple_keyword": 0.1, "simple_keyword_cap": 0.15}
+    scorer = RuleScorer(
+        {"weights": weights, "complex_keywords": ["prove", "derive", "design"], "simple_keywords": ["hi", "thanks"]}
+    )
+    assert scorer.score(chat("prove it")) == pytest.approx(0.2)
+    assert scorer.score(chat("prove it, PROVE it")) == pytest.approx(0.2)  # distinct hits, any case
+    assert scorer.score(chat("prove and derive")) == pytest.approx(0.4)
+    assert scorer.score(chat("prove, derive, design")) == pytest.approx(0.5)  # 0.6 capped at 0.5
+    assert scorer.score(chat("proven designs")) == 0.0  # whole words only
+    # Simple keywords subtract: 0.4 - 0.1; two of them 0.4 - 0.15 (capped); never below 0.
+    assert scorer.score(chat("prove and derive, thanks")) == pytest.approx(0.3)
+    assert scorer.score(chat("hi, prove and derive, thanks")) == pytest.approx(0.25)
+    assert scorer.score(chat("hi thanks")) == 0.0
+
+
+def test_the_sum_is_clipped_to_one() -> None:
+    # 0.31 + 0.17 + 0.13 + 0.29 + 0.23 = 1.13 -> 1.0
+    body = chat("```\nx = 1\n```\n- why this?\n- why that?", tools=[TOOL], response_format={"type": "json_object"})
+    assert isolated().score(body) == 1.0

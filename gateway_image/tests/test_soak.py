@@ -37,11 +37,16 @@ def test_no_request_is_lost_and_memory_stays_flat_under_faults(tmp_path: Path) -
     report = asyncio.run(asyncio.wait_for(soak.soak(tmp_path, seconds=30, clients=16, upstreams=3), timeout=120))
     print(report.text())
     assert report.lost == 0, report.text()
+    # No clear error either: each fault hits one upstream of three at a time, and a sibling retry (5xx, 429, refused
+    # or timed-out attempts), ejection and stream recovery absorb every one of them. docs/reliability.md: 26,670
+    # sent, 0 clear errors in 120 s after the fixes; before them the 500/503 faults gave 122 clear errors.
+    assert report.error == 0, report.text()
     # Every fault kind happened at least once, and the load went on through them.
     assert set(report.faults) >= {"kill", "error500", "slow", "hang", "cut_streams", "reload_drop"}, report.faults
     assert report.ok > 20 * report.seconds, report.text()
     assert report.ok_stream > 0
-    # Growth after warm-up bounded by 20% (or 8 MiB for a small process): a leak per request would show far more.
+    # Growth after warm-up bounded by 20% (or 8 MiB for a small process): a coarse guard only, RSS moves in pages and
+    # arenas. A small leak per request is test_gateway_memory.py's to catch (tracemalloc, bytes per request).
     growth_kib = report.rss_end_kib - report.rss_warm_kib
     assert growth_kib < max(0.2 * report.rss_warm_kib, 8 * 1024), report.text()
     assert report.gateway_exit_code == 0, "the gateway did not drain and exit cleanly on SIGTERM"
