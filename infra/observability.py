@@ -7,6 +7,7 @@ import pulumi
 from components.alerts import AlertSettings
 from components.monitoring import AlertReceiver, AutoscaledModel, Monitoring, MonitoringArgs
 from infra.config import PROJECT, ModelConfig, PlatformConfig
+from infra.secrets import Secrets
 from infra.sizing import node_group_gpu
 
 
@@ -72,11 +73,11 @@ def alert_receivers(platform: PlatformConfig, config: pulumi.Config) -> list[Ale
     return receivers
 
 
-def wire_monitoring(platform: PlatformConfig, secrets: object, opts: pulumi.ResourceOptions) -> dict[str, object]:
+def wire_monitoring(platform: PlatformConfig, secrets: Secrets, opts: pulumi.ResourceOptions) -> dict[str, object]:
     monitoring = platform.monitoring
     if not monitoring.enabled:
         return {}
-    password = getattr(secrets, "grafana_admin_password", None)
+    password = secrets.grafana_admin_password
     if password is None:
         # The chart's fallback is a well-known default password; refuse rather than ship it.
         raise pulumi.RunError(

@@ -7,41 +7,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.config import PROJECT, ConfigError, PlatformConfig, parse_platform
+from infra.config import PROJECT, ConfigError, PlatformConfig
 from infra.controllers import wire_metrics_server
 from infra.gateway_wiring import wire_gateway
 from infra.observability import wire_monitoring
 from infra.planning import capacity_outputs, cost_outputs
+from infra.secrets import Secrets, read_secrets
 from infra.serving import wire_serving
+from infra.validation import parse_platform
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Secrets:
-    """Every secret the platform uses, as Pulumi secret outputs (None when the stack does not set it)."""
-
-    hf_token: pulumi.Output[str] | None
-    vllm_api_key: pulumi.Output[str] | None
-    openai_api_key: pulumi.Output[str] | None
-    grafana_admin_password: pulumi.Output[str] | None
-    team_keys: pulumi.Output[dict[str, list[str]]] | None
-
-
-def read_secrets(config: pulumi.Config) -> Secrets:
-    """The keys of SECRET_KEYS, each a Pulumi secret."""
-    return Secrets(
-        hf_token=config.get_secret("hfToken"),
-        vllm_api_key=config.get_secret("vllmApiKey"),
-        openai_api_key=config.get_secret("openaiApiKey"),
-        grafana_admin_password=config.get_secret("grafanaAdminPassword"),
-        team_keys=config.get_secret_object("teamKeys"),
-    )
 
 
 def load_platform(config: pulumi.Config) -> PlatformConfig:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import pulumi
 
@@ -21,9 +20,7 @@ from infra.capacity import startup_seconds
 from infra.config import PROJECT, GpuNodeGroupConfig, ModelConfig, PlatformConfig
 from infra.instances import InstanceType, lookup
 from infra.planning import node_group_of, plan_for, weight_gib
-
-if TYPE_CHECKING:
-    from infra.program import Secrets
+from infra.secrets import Secrets
 
 
 def node_group_label_value(platform: PlatformConfig, group: GpuNodeGroupConfig) -> str:

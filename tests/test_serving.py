@@ -26,8 +26,9 @@ from components.vllm_deployment import (
 )
 from infra import render
 from infra.capacity import startup_seconds
-from infra.config import PLATFORM_KEY, ModelConfig, PlatformConfig, parse_platform
+from infra.config import PLATFORM_KEY, ModelConfig, PlatformConfig
 from infra.planning import plan_for
+from infra.validation import parse_platform
 from tests.conftest import rendered
 from tests.vllm_server import WRITTEN_PATH_VARS
 
