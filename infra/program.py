@@ -101,6 +101,7 @@ def _aws(
     # Imported here: the AWS SDK is the heaviest import, and the local stack never needs it.
     import pulumi_aws as aws
 
+    from components import naming
     from components.cluster import Cluster, ClusterArgs
     from components.gpu_node_group import GpuNodeGroup, GpuNodeGroupArgs
     from components.network import Network, NetworkArgs
@@ -109,7 +110,7 @@ def _aws(
     from infra.storage import WEIGHT_VOLUME_IOPS, WEIGHT_VOLUME_THROUGHPUT_MIBPS
 
     assert platform.aws is not None and platform.network is not None and platform.cluster is not None
-    cluster_name = f"{PROJECT}-{platform.environment}"
+    cluster_name = naming.cluster_name(PROJECT, platform.environment)
     provider = aws.Provider("aws", region=platform.aws.region, default_tags=aws.ProviderDefaultTagsArgs(tags=tags))
     opts = pulumi.ResourceOptions(providers=[provider])
     network_config = platform.network
@@ -160,7 +161,7 @@ def _aws(
     workload_dependencies.append(cluster.storage_class)
     for group in platform.gpu_node_groups:
         gpu_group = GpuNodeGroup(
-            f"{cluster_name}-{group.name}",
+            naming.gpu_node_group_name(cluster_name, group.name),
             GpuNodeGroupArgs(
                 cluster_name=cluster.cluster_name,
                 subnet_ids=network.private_subnet_ids,

@@ -4,28 +4,31 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import pulumi
 
 from components.device_plugin import DevicePlugin, DevicePluginArgs
-from components.gpu_node_group import NODE_GROUP_LABEL, node_labels
+from components.gpu_node_group import node_labels
+from components.naming import NODE_GROUP_LABEL, cluster_name, gpu_node_group_name
 from components.vllm_deployment import (
     CPU_STARTUP_BUDGET_SECONDS,
     VllmDeployment,
     VllmDeploymentArgs,
-    cpu_pod_resources,
-    gpu_pod_resources,
+    VllmServeOptions,
 )
 from infra.capacity import startup_seconds
 from infra.config import PROJECT, GpuNodeGroupConfig, ModelConfig, PlatformConfig
 from infra.instances import InstanceType, lookup
+from infra.models import quantization_flag
 from infra.planning import node_group_of, plan_for, weight_gib
 from infra.secrets import Secrets
+from infra.sizing import cpu_pod_resources, gpu_pod_resources
 
 
 def node_group_label_value(platform: PlatformConfig, group: GpuNodeGroupConfig) -> str:
     """The NODE_GROUP_LABEL value that the group's nodes carry (program.py names each GpuNodeGroup this way)."""
-    component_name = f"{PROJECT}-{platform.environment}-{group.name}"
+    component_name = gpu_node_group_name(cluster_name(PROJECT, platform.environment), group.name)
     return node_labels(component_name, "", {})[NODE_GROUP_LABEL]
 
 
@@ -69,6 +72,38 @@ def cache_size_gib(model: ModelConfig) -> int:
     return model.cache.size_gib or max(10, math.ceil(1.5 * weight_gib(model)))
 
 
+def serve_options(model: ModelConfig) -> VllmServeOptions:
+    """The model's `vllm serve` flags, as the component takes them."""
+    return VllmServeOptions(
+        served_model_name=model.name,
+        hf_model=model.hf_model,
+        revision=model.revision,
+        quantization=quantization_flag(model.hf_model, model.quantization, model.checkpoint_quant_method),
+        dtype=model.dtype,
+        max_model_len=model.max_model_len,
+        gpu_memory_utilization=model.gpu_memory_utilization if model.node_group is not None else None,
+        tensor_parallel_size=model.gpus,
+        max_num_seqs=model.max_num_seqs,
+        enable_prefix_caching=model.enable_prefix_caching,
+        kv_cache_dtype=model.kv_cache_dtype,
+        enforce_eager=model.enforce_eager,
+        extra_args=tuple(model.extra_args),
+    )
+
+
+def _model_args(model: ModelConfig) -> dict[str, Any]:
+    """The component's args that come straight from the model's config."""
+    return {
+        "serve": serve_options(model),
+        "replicas": model.replicas,
+        "autoscaling_max_replicas": model.autoscaling.max_replicas if model.autoscaling is not None else None,
+        "cache_kind": model.cache.kind,
+        "cache_storage_class": model.cache.storage_class,
+        "cpu_kv_cache_gib": model.cpu_kv_cache_gib,
+        "cache_size_gib": cache_size_gib(model),
+    }
+
+
 def deployment_args(platform: PlatformConfig, model: ModelConfig, secrets: Secrets) -> VllmDeploymentArgs:
     if secrets.vllm_api_key is None:
         raise pulumi.RunError(
@@ -79,7 +114,7 @@ def deployment_args(platform: PlatformConfig, model: ModelConfig, secrets: Secre
     if group is None:
         cpu, memory = cpu_pod_resources(model, weight_gib(model))
         return VllmDeploymentArgs(
-            model=model,
+            **_model_args(model),
             namespace=platform.namespace,
             api_key=secrets.vllm_api_key,
             hf_token=secrets.hf_token,
@@ -88,13 +123,12 @@ def deployment_args(platform: PlatformConfig, model: ModelConfig, secrets: Secre
             memory=memory,
             startup_budget_seconds=CPU_STARTUP_BUDGET_SECONDS,
             await_seconds=await_seconds(CPU_STARTUP_BUDGET_SECONDS, on_gpu=False),
-            cache_size_gib=cache_size_gib(model),
         )
     plan = plan_for(platform, model)
     assert plan is not None
     cpu, memory = gpu_pod_resources(smallest_shape(group), model.gpus)
     return VllmDeploymentArgs(
-        model=model,
+        **_model_args(model),
         namespace=platform.namespace,
         api_key=secrets.vllm_api_key,
         hf_token=secrets.hf_token,
@@ -104,7 +138,6 @@ def deployment_args(platform: PlatformConfig, model: ModelConfig, secrets: Secre
         # startup_seconds is the expected time; the probe allows twice that, as its docstring advises.
         startup_budget_seconds=2 * startup_seconds(plan),
         await_seconds=await_seconds(2 * startup_seconds(plan), on_gpu=True),
-        cache_size_gib=cache_size_gib(model),
         spare_gpus=spare_gpus(platform, group),
     )
 

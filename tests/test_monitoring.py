@@ -9,8 +9,9 @@ import kubernetes_validate
 import pulumi
 import pytest
 
-from components.gpu_node_group import GPU_TAINT_KEY, node_labels
+from components.gpu_node_group import node_labels
 from components.monitoring import DCGM_COUNTERS_FILE, DCGM_EXPORTER_IMAGE, load_dashboards
+from components.naming import GPU_TAINT_KEY
 from infra import render
 from infra.config import PLATFORM_KEY
 from infra.observability import replica_bounds, wire_monitoring
