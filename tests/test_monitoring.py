@@ -14,7 +14,8 @@ from components.monitoring import DCGM_COUNTERS_FILE, DCGM_EXPORTER_IMAGE, load_
 from components.naming import GPU_TAINT_KEY
 from infra import render
 from infra.config import PLATFORM_KEY
-from infra.observability import replica_bounds, wire_monitoring
+from infra.observability import wire_monitoring
+from infra.plan import plan_platform, replica_bounds
 from infra.secrets import Secrets
 from infra.validation import parse_platform
 from tests.conftest import rendered
@@ -242,6 +243,6 @@ def test_monitoring_disabled_creates_nothing_and_a_missing_password_is_refused()
     platform = stack_platform("dev")
     disabled = platform.model_copy(update={"monitoring": platform.monitoring.model_copy(update={"enabled": False})})
     no_secrets = Secrets(None, None, None, None, None)
-    assert wire_monitoring(disabled, no_secrets, pulumi.ResourceOptions()) == {}
+    assert wire_monitoring(disabled, plan_platform(disabled), no_secrets, pulumi.ResourceOptions()) == {}
     with pytest.raises(pulumi.RunError, match="grafanaAdminPassword"):
-        wire_monitoring(platform, no_secrets, pulumi.ResourceOptions())
+        wire_monitoring(platform, plan_platform(platform), no_secrets, pulumi.ResourceOptions())

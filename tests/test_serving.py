@@ -27,8 +27,8 @@ from components.vllm_deployment import (
 from infra import render
 from infra.capacity import startup_seconds
 from infra.config import PLATFORM_KEY, ModelConfig, PlatformConfig
+from infra.plan import serve_options
 from infra.planning import plan_for
-from infra.serving import serve_options
 from infra.validation import parse_platform
 from tests.conftest import rendered
 from tests.vllm_server import WRITTEN_PATH_VARS
