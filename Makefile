@@ -20,6 +20,7 @@ render: install
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 types:
 	$(BIN)/mypy infra components tests gateway_image/llm_gateway

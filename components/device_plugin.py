@@ -14,7 +14,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from components.gpu_node_group import GPU_TAINT_KEY
+from components.naming import GPU_TAINT_KEY
 
 # Latest 0.18 release seen pinned in public manifests (v0.18.2); 0.19 ships only through the GPU Operator so far.
 DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.18.2"

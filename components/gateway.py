@@ -13,6 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.checksum import secret_checksum
+from components.naming import VLLM_APP, VLLM_PORT
 
 APP = "llm-gateway"
 PORT = 8080
@@ -22,8 +23,6 @@ CONFIG_DIR = "/etc/llm-gateway"
 # the gateway whatever the image's ENTRYPOINT/CMD say (a `command` replaces the ENTRYPOINT and drops the CMD;
 # kubernetes.io/docs/tasks/inject-data-application/define-command-argument-container/#notes).
 COMMAND = ["python", "-m", "llm_gateway"]
-VLLM_APP = "vllm"
-VLLM_PORT = 8000
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,8 @@ import pulumi
 import pulumi_aws.eks as eks
 
 from components.aws_nodes import launch_template, node_role
+from components.naming import GPU_MODEL_LABEL, GPU_TAINT_KEY, NODE_GROUP_LABEL
 
-GPU_TAINT_KEY = "nvidia.com/gpu"
-NODE_GROUP_LABEL = "llm-serving/node-group"
-GPU_MODEL_LABEL = "llm-serving/gpu-model"
 # EKS-optimized AL2023 with the NVIDIA driver, container toolkit and EFA; AL2_x86_64_GPU ends with Kubernetes 1.32.
 NVIDIA_AMI_TYPE = "AL2023_x86_64_NVIDIA"
 

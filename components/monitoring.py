@@ -18,6 +18,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.alerts import AlertSettings, rule_groups
+from components.naming import GPU_TAINT_KEY, VLLM_APP
 
 DASHBOARDS_DIR = Path(__file__).parent / "dashboards"
 DCGM_COUNTERS_FILE = Path(__file__).parent / "monitoring_data" / "dcgm-counters.csv"
@@ -45,9 +46,7 @@ DCGM_EXPORTER_PORT = 9400
 RELEASE_NAME = "kps"
 PROMETHEUS_SERVICE = f"{RELEASE_NAME}-prometheus"
 GRAFANA_ADMIN_SECRET = "grafana-admin"
-GPU_TAINT_KEY = "nvidia.com/gpu"
 GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
-VLLM_APP = "vllm"
 GATEWAY_APP = "llm-gateway"
 
 

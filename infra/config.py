@@ -624,22 +624,12 @@ def _describe_error(error: Any) -> str:
     return f"{path} = {shown}: {message}"
 
 
-def parse_platform(stack: str, raw: Any) -> PlatformConfig:
-    """Validate the raw `platform` object of a stack; raise ConfigError with every problem."""
+def validate_schema(stack: str, raw: Any) -> PlatformConfig:
+    """The shape of the raw `platform` object only; raise ConfigError with every problem. The checks that need
+    the catalogs and the planner run after this one (infra/validation.py `parse_platform`)."""
     if not isinstance(raw, dict):
         raise ConfigError(stack, [f"{PLATFORM_KEY}: must be a mapping, got {type(raw).__name__}"])
     try:
-        platform = PlatformConfig.model_validate(raw)
+        return PlatformConfig.model_validate(raw)
     except ValidationError as error:
         raise ConfigError(stack, [_describe_error(item) for item in error.errors()]) from None
-    problems = cross_check(platform)
-    if problems:
-        raise ConfigError(stack, problems)
-    return platform
-
-
-def cross_check(platform: PlatformConfig) -> list[str]:
-    """Checks that need the catalogs and the capacity planner, after the shape is valid."""
-    from infra.semantics import semantic_problems
-
-    return semantic_problems(platform)

@@ -7,7 +7,7 @@ here, so a preview fails on a config the gateway would refuse at start.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pulumi
 import yaml
@@ -17,9 +17,7 @@ from llm_gateway.config import parse_config
 from components.cluster import SYSTEM_NODE_LABEL
 from components.gateway import PORT, Gateway, GatewayArgs
 from infra.config import PlatformConfig
-
-if TYPE_CHECKING:
-    from infra.program import Secrets
+from infra.secrets import Secrets
 
 VLLM_KEY_ENV = "VLLM_API_KEY"
 OPENAI_KEY_ENV = "OPENAI_API_KEY"

@@ -7,41 +7,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.config import PROJECT, ConfigError, PlatformConfig, parse_platform
+from infra.config import PROJECT, ConfigError, PlatformConfig
 from infra.controllers import wire_metrics_server
 from infra.gateway_wiring import wire_gateway
 from infra.observability import wire_monitoring
-from infra.planning import capacity_outputs, cost_outputs
+from infra.plan import Plan, plan_platform
+from infra.secrets import Secrets, read_secrets
 from infra.serving import wire_serving
+from infra.validation import parse_platform
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Secrets:
-    """Every secret the platform uses, as Pulumi secret outputs (None when the stack does not set it)."""
-
-    hf_token: pulumi.Output[str] | None
-    vllm_api_key: pulumi.Output[str] | None
-    openai_api_key: pulumi.Output[str] | None
-    grafana_admin_password: pulumi.Output[str] | None
-    team_keys: pulumi.Output[dict[str, list[str]]] | None
-
-
-def read_secrets(config: pulumi.Config) -> Secrets:
-    """The keys of SECRET_KEYS, each a Pulumi secret."""
-    return Secrets(
-        hf_token=config.get_secret("hfToken"),
-        vllm_api_key=config.get_secret("vllmApiKey"),
-        openai_api_key=config.get_secret("openaiApiKey"),
-        grafana_admin_password=config.get_secret("grafanaAdminPassword"),
-        team_keys=config.get_secret_object("teamKeys"),
-    )
 
 
 def load_platform(config: pulumi.Config) -> PlatformConfig:
@@ -91,10 +70,11 @@ def main(allow_placeholders: bool = False) -> None:
 
 def build(platform: PlatformConfig, secrets: Secrets) -> dict[str, object]:
     """Create every resource of the platform; returns the stack outputs."""
+    plan = plan_platform(platform)
     outputs: dict[str, object] = {
-        "environment": platform.environment,
-        "capacity": capacity_outputs(platform),
-        "cost": cost_outputs(platform),
+        "environment": plan.environment,
+        "capacity": dict(plan.capacity),
+        "cost": dict(plan.cost),
     }
     tags = {"project": PROJECT, "environment": platform.environment}
     workload_dependencies: list[pulumi.Resource] = []
@@ -102,16 +82,17 @@ def build(platform: PlatformConfig, secrets: Secrets) -> dict[str, object]:
     exposure_dependencies: list[pulumi.Resource] = []
     if platform.aws is not None:
         tags |= platform.aws.tags
-        k8s_provider = _aws(platform, tags, outputs, workload_dependencies, exposure_dependencies)
+        k8s_provider = _aws(platform, plan, tags, outputs, workload_dependencies, exposure_dependencies)
     else:
         # The local stack talks to whatever cluster the current kubeconfig context points at (kind, k3d, minikube).
         k8s_provider = k8s.Provider("local-k8s", enable_server_side_apply=True)
-    _kubernetes(platform, secrets, k8s_provider, outputs, workload_dependencies, exposure_dependencies)
+    _kubernetes(platform, plan, secrets, k8s_provider, outputs, workload_dependencies, exposure_dependencies)
     return outputs
 
 
 def _aws(
     platform: PlatformConfig,
+    plan: Plan,
     tags: dict[str, str],
     outputs: dict[str, object],
     workload_dependencies: list[pulumi.Resource],
@@ -126,11 +107,10 @@ def _aws(
     from components.gpu_node_group import GpuNodeGroup, GpuNodeGroupArgs
     from components.network import Network, NetworkArgs
     from infra.controllers import wire_aws_controllers
-    from infra.sizing import node_group_disk_gib, node_group_gpu
     from infra.storage import WEIGHT_VOLUME_IOPS, WEIGHT_VOLUME_THROUGHPUT_MIBPS
 
     assert platform.aws is not None and platform.network is not None and platform.cluster is not None
-    cluster_name = f"{PROJECT}-{platform.environment}"
+    cluster_name = plan.cluster_name
     provider = aws.Provider("aws", region=platform.aws.region, default_tags=aws.ProviderDefaultTagsArgs(tags=tags))
     opts = pulumi.ResourceOptions(providers=[provider])
     network_config = platform.network
@@ -179,19 +159,19 @@ def _aws(
     # A first `up` must not start vLLM pods before their nodes, gp3 volumes and (below, in wire_serving) the device
     # plugin exist: their await would run out while nothing can schedule.
     workload_dependencies.append(cluster.storage_class)
-    for group in platform.gpu_node_groups:
+    for group, group_plan in zip(platform.gpu_node_groups, plan.groups, strict=True):
         gpu_group = GpuNodeGroup(
-            f"{cluster_name}-{group.name}",
+            group_plan.component_name,
             GpuNodeGroupArgs(
                 cluster_name=cluster.cluster_name,
                 subnet_ids=network.private_subnet_ids,
                 instance_types=group.instance_types,
-                gpu_model=str(node_group_gpu(group).gpu_model),
+                gpu_model=str(group_plan.shape.gpu_model),
                 capacity_type=group.capacity_type,
                 min_size=group.scaling.min_size,
                 desired_size=group.scaling.desired_size,
                 max_size=group.scaling.max_size,
-                disk_size_gib=node_group_disk_gib(platform, group),
+                disk_size_gib=group_plan.disk_gib,
                 root_volume_throughput_mibps=WEIGHT_VOLUME_THROUGHPUT_MIBPS,
                 root_volume_iops=WEIGHT_VOLUME_IOPS,
                 labels={**group.labels, "llm-serving/node-group-name": group.name},
@@ -212,6 +192,7 @@ def _aws(
 
 def _kubernetes(
     platform: PlatformConfig,
+    plan: Plan,
     secrets: Secrets,
     provider: k8s.Provider,
     outputs: dict[str, object],
@@ -232,7 +213,7 @@ def _kubernetes(
         opts=pulumi.ResourceOptions(provider=provider),
     )
     # Each wiring module turns one part of the validated config into components and returns stack outputs.
-    outputs |= wire_serving(platform, secrets, opts, depends_on=workload_dependencies)
+    outputs |= wire_serving(platform, plan, secrets, opts, depends_on=workload_dependencies)
     outputs |= wire_gateway(platform, secrets, opts, exposure_depends_on=list(exposure_dependencies))
-    outputs |= wire_monitoring(platform, secrets, opts)
+    outputs |= wire_monitoring(platform, plan, secrets, opts)
     outputs |= wire_metrics_server(platform, opts)

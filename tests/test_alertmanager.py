@@ -16,7 +16,8 @@ import yaml
 
 from components.monitoring import AlertReceiver, alertmanager_config
 from infra import render
-from infra.config import PLATFORM_KEY, ConfigError, parse_platform
+from infra.config import PLATFORM_KEY, ConfigError
+from infra.validation import parse_platform
 from tests.conftest import rendered
 
 EKS_STACKS = ["dev", "prod", "staging"]

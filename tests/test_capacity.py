@@ -445,8 +445,9 @@ def test_node_disk_grows_with_the_weights_cached_on_it() -> None:
     70.6e9 x 1 byte = 65.75 GiB of weights; 40 GiB image and system + 1.5 x 65.75 = 138.6 -> 140 GiB (whole tens);
     the 8B FP8 model beside it goes to the other node group."""
     from infra import render
-    from infra.config import PLATFORM_KEY, parse_platform
+    from infra.config import PLATFORM_KEY
     from infra.sizing import node_group_disk_gib
+    from infra.validation import parse_platform
 
     raw = render.read_stack_file("prod")[PLATFORM_KEY]
     raw["models"][0]["cache"] = {"kind": "emptyDir"}

@@ -11,7 +11,8 @@ import pulumi
 import pytest
 
 from infra import render
-from infra.config import PLATFORM_KEY, ConfigError, parse_platform
+from infra.config import PLATFORM_KEY, ConfigError
+from infra.validation import parse_platform
 
 
 def _platform(stack: str) -> dict[str, Any]:

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from llm_gateway import config as gateway_config
 
 from infra import render
-from infra.config import PLATFORM_KEY, ConfigError, parse_platform
+from infra.config import PLATFORM_KEY, ConfigError
+from infra.validation import parse_platform
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = render.stack_names()

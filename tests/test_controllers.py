@@ -204,7 +204,8 @@ def test_the_ingress_variant_is_an_alb_of_the_installed_controller_with_a_long_i
 
 
 def test_config_refuses_exposure_that_no_installed_controller_would_serve() -> None:
-    from infra.config import ConfigError, parse_platform
+    from infra.config import ConfigError
+    from infra.validation import parse_platform
 
     local = copy.deepcopy(render.read_stack_file("local")[PLATFORM_KEY])
     local["gateway"]["ingress"] = {"kind": "nlb", "certificate_arn": "arn:aws:acm:us-east-1:1:certificate/x"}

@@ -14,11 +14,12 @@ import pytest
 
 from infra import eks_versions, render
 from infra.capacity import STARTUP_READ_BYTES_PER_SECOND
-from infra.config import KUBERNETES_VERSIONS, PLATFORM_KEY, ConfigError, parse_platform
+from infra.config import KUBERNETES_VERSIONS, PLATFORM_KEY, ConfigError
 from infra.placeholders import cluster_version_problems, placeholder_problems
 from infra.planning import cost_outputs
 from infra.program import refuse_placeholders
 from infra.storage import gp3_problems
+from infra.validation import parse_platform
 from tests.conftest import one, rendered, resources_of
 
 MIB = 2**20

@@ -9,11 +9,15 @@ import kubernetes_validate
 import pulumi
 import pytest
 
-from components.gpu_node_group import GPU_TAINT_KEY, node_labels
+from components.gpu_node_group import node_labels
 from components.monitoring import DCGM_COUNTERS_FILE, DCGM_EXPORTER_IMAGE, load_dashboards
+from components.naming import GPU_TAINT_KEY
 from infra import render
-from infra.config import PLATFORM_KEY, parse_platform
-from infra.observability import replica_bounds, wire_monitoring
+from infra.config import PLATFORM_KEY
+from infra.observability import wire_monitoring
+from infra.plan import plan_platform, replica_bounds
+from infra.secrets import Secrets
+from infra.validation import parse_platform
 from tests.conftest import rendered
 
 STACKS = render.stack_names()
@@ -238,10 +242,7 @@ def test_plain_kubernetes_objects_pass_strict_schema_validation(stack: str) -> N
 def test_monitoring_disabled_creates_nothing_and_a_missing_password_is_refused() -> None:
     platform = stack_platform("dev")
     disabled = platform.model_copy(update={"monitoring": platform.monitoring.model_copy(update={"enabled": False})})
-    assert wire_monitoring(disabled, object(), pulumi.ResourceOptions()) == {}
-
-    class NoPassword:
-        grafana_admin_password = None
-
+    no_secrets = Secrets(None, None, None, None, None)
+    assert wire_monitoring(disabled, plan_platform(disabled), no_secrets, pulumi.ResourceOptions()) == {}
     with pytest.raises(pulumi.RunError, match="grafanaAdminPassword"):
-        wire_monitoring(platform, NoPassword(), pulumi.ResourceOptions())
+        wire_monitoring(platform, plan_platform(platform), no_secrets, pulumi.ResourceOptions())

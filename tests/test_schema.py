@@ -6,7 +6,8 @@ import kubernetes_validate
 import pytest
 
 from infra import render
-from infra.config import PLATFORM_KEY, parse_platform
+from infra.config import PLATFORM_KEY
+from infra.validation import parse_platform
 from tests.conftest import rendered
 
 # Custom resources have no schema in the official OpenAPI documents; their operators validate them on admission.

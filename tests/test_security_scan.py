@@ -19,7 +19,8 @@ import pytest
 
 from infra import render
 from infra.checkov_skips import PROMISE_EXCEPTIONS, SKIPS, Skip, privileged_reason, promise_exception, skip_for
-from infra.config import PLATFORM_KEY, parse_platform
+from infra.config import PLATFORM_KEY
+from infra.validation import parse_platform
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"

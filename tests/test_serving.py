@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from components.device_plugin import DEVICE_PLUGIN_IMAGE, sharing_config
-from components.gpu_node_group import GPU_TAINT_KEY, NODE_GROUP_LABEL
+from components.naming import GPU_TAINT_KEY, NODE_GROUP_LABEL
 from components.vllm_deployment import (
     CPU_IMAGE,
     GPU_IMAGE,
@@ -26,8 +26,10 @@ from components.vllm_deployment import (
 )
 from infra import render
 from infra.capacity import startup_seconds
-from infra.config import PLATFORM_KEY, ModelConfig, PlatformConfig, parse_platform
+from infra.config import PLATFORM_KEY, ModelConfig, PlatformConfig
+from infra.plan import serve_options
 from infra.planning import plan_for
+from infra.validation import parse_platform
 from tests.conftest import rendered
 from tests.vllm_server import WRITTEN_PATH_VARS
 
@@ -137,12 +139,14 @@ def test_quantization_flag_only_for_on_the_fly(
     hf_model: str, quantization: str, declared: str | None, flag: list[str]
 ) -> None:
     args = serve_args(
-        _model(
-            hf_model=hf_model,
-            quantization=quantization,
-            checkpoint_quant_method=declared,
-            node_group="gpu",
-            dtype="float16",
+        serve_options(
+            _model(
+                hf_model=hf_model,
+                quantization=quantization,
+                checkpoint_quant_method=declared,
+                node_group="gpu",
+                dtype="float16",
+            )
         )
     )
     found = args[args.index("--quantization") : args.index("--quantization") + 2] if "--quantization" in args else []
@@ -497,7 +501,7 @@ def _model(**changes: Any) -> ModelConfig:
 def test_extra_args_may_not_override_managed_flags(extra: list[str], field: str) -> None:
     model = _model(extra_args=extra)
     with pytest.raises(ExtraArgsError) as error:
-        serve_args(model)
+        serve_args(serve_options(model))
     message = str(error.value)
     assert f"models[{model.name}].extra_args[0]" in message
     assert repr(extra[0]) in message
@@ -506,9 +510,9 @@ def test_extra_args_may_not_override_managed_flags(extra: list[str], field: str)
 
 def test_extra_args_must_start_with_a_flag() -> None:
     with pytest.raises(ExtraArgsError, match=r"expected a flag"):
-        serve_args(_model(extra_args=["meta-llama/Llama-3.1-8B"]))
+        serve_args(serve_options(_model(extra_args=["meta-llama/Llama-3.1-8B"])))
 
 
 def test_other_extra_args_are_appended() -> None:
-    args = serve_args(_model(extra_args=["--swap-space", "4", "--disable-log-stats"]))
+    args = serve_args(serve_options(_model(extra_args=["--swap-space", "4", "--disable-log-stats"])))
     assert args[-3:] == ["--swap-space", "4", "--disable-log-stats"]
