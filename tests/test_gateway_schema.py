@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import pulumi
 import pytest
 import yaml
 from llm_gateway import semantic
@@ -259,3 +260,22 @@ def test_the_gateway_names_each_broken_reference_on_its_own_line() -> None:
         "  routes[0].fallbacks[0]: 'c' is not defined; known: a",
         "  pricing.z: 'z' is not defined; known: m",
     ]
+
+
+def test_a_gateway_problem_fails_the_render_before_any_resource_is_registered(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before: a route name used twice passed the stack's own checks and was caught only by the gateway's check of the
+    # rendered file, in one "(top): routes: ..." line that named no stack key and printed the whole rendered config.
+    registered: list[str] = []
+    original = render.RecordingMonitor.RegisterResource
+
+    def counting(self: render.RecordingMonitor, request: Any) -> Any:
+        if request.type != "pulumi:pulumi:Stack":
+            registered.append(request.type)
+        return original(self, request)
+
+    monkeypatch.setattr(render.RecordingMonitor, "RegisterResource", counting)
+    config = copy.deepcopy(render.read_stack_file("prod"))
+    _add_route_named("llama-3-3-70b")(config[PLATFORM_KEY])
+    with pytest.raises(pulumi.RunError, match=r"(?s)stack 'prod'.*gateway\.routes\[2\]\.model = 'llama-3-3-70b'"):
+        render.run("prod", config=config)
+    assert registered == []
