@@ -13,6 +13,7 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
+from llm_gateway.config import AliasConfig, PriceConfig, RouteConfig, TeamLimits
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from infra.eks_versions import EKS_VERSIONS, SupportType
@@ -332,43 +333,12 @@ class ModelConfig(Strict):
         return self
 
 
-class TeamConfig(Strict):
-    name: DnsLabel
-    requests_per_minute: int | None = Field(default=None, ge=1)
-    monthly_token_limit: int | None = Field(default=None, ge=1)
-    monthly_budget_usd: float | None = Field(default=None, gt=0)
-
-
 class ManagedApiConfig(Strict):
     """A managed OpenAI-compatible API (key from the `openaiApiKey` secret)."""
 
     name: DnsLabel
     base_url: str = Field(pattern=r"^https://[^\s/]+(/\S*)?$", description="e.g. https://api.openai.com/v1")
     model: str = Field(min_length=1, description="Model name the API expects.")
-
-
-class RouteTarget(Strict):
-    backend: str = Field(description="A model name (vLLM) or a managed API name.")
-    weight: int = Field(default=1, ge=0, le=1000)
-
-
-class RouteConfig(Strict):
-    model: str = Field(min_length=1, description="Public model name clients ask for.")
-    targets: list[RouteTarget] = Field(min_length=1)
-    fallbacks: list[str] = Field(default_factory=list, description="Backends tried, in order, after a failure.")
-
-
-class SemanticAliasConfig(Strict):
-    model: str = Field(default="auto", description="The alias clients send as `model`.")
-    scorer: Literal["rules", "embedding"] = "rules"
-    simple_route: str
-    complex_route: str
-    threshold: float = Field(default=0.5, ge=0, le=1)
-
-
-class PriceConfig(Strict):
-    input_per_million: float = Field(ge=0)
-    output_per_million: float = Field(ge=0)
 
 
 class IngressConfig(Strict):
@@ -406,10 +376,20 @@ class GatewayConfig(Strict):
     stream_recovery: bool = False
     audit_include_prompts: bool = False
     managed_apis: list[ManagedApiConfig] = Field(default_factory=list)
-    routes: list[RouteConfig] = Field(default_factory=list, description="Default: one route per model.")
-    aliases: list[SemanticAliasConfig] = Field(default_factory=list)
-    teams: list[TeamConfig] = Field(min_length=1)
-    pricing: dict[str, PriceConfig] = Field(default_factory=dict, description="Per public model name.")
+    # Routes, aliases, teams and prices are the gateway's own models (gateway_image/llm_gateway/config.py): what the
+    # gateway accepts there a stack can say, and the checks across them (names that must exist or be unique) are
+    # the gateway's, run on the rendered config by infra/semantics.py with each problem named by its stack key.
+    routes: list[RouteConfig] = Field(
+        default_factory=list,
+        description="Default: one route per model. A target's backend is a model name (vLLM) or a managed API name.",
+    )
+    aliases: list[AliasConfig] = Field(
+        default_factory=list, description="Semantic routing: one public name that picks a route per request."
+    )
+    teams: list[TeamLimits] = Field(min_length=1, description="Teams and their limits; their keys: secret teamKeys.")
+    pricing: dict[str, PriceConfig] = Field(
+        default_factory=dict, description="USD per million tokens, by route name or backend model name."
+    )
     ingress: IngressConfig = Field(default_factory=IngressConfig)
 
 
@@ -556,7 +536,6 @@ class PlatformConfig(Strict):
             problems.append("with `aws`, `network` and `cluster` are required")
         _unique(problems, "gpu_node_groups", [group.name for group in self.gpu_node_groups])
         _unique(problems, "models", [model.name for model in self.models])
-        _unique(problems, "gateway.teams", [team.name for team in self.gateway.teams])
         if problems:
             raise ValueError("; ".join(problems))
         return self

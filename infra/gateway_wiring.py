@@ -42,21 +42,15 @@ def gateway_config(platform: PlatformConfig, team_key_hashes: dict[str, list[str
         {"name": api.name, "kind": "openai", "url": api.base_url, "api_key_env": OPENAI_KEY_ENV, "model": api.model}
         for api in gateway.managed_apis
     ]
-    routes = [
-        {
-            "model": route.model,
-            "targets": [{"backend": t.backend, "weight": float(t.weight)} for t in route.targets if t.weight > 0],
-            "fallbacks": list(route.fallbacks),
-        }
-        for route in gateway.routes
-    ] or [{"model": model.name, "targets": [{"backend": model.name, "weight": 1.0}]} for model in platform.models]
-    teams = []
-    for team in gateway.teams:
-        entry: dict[str, Any] = {"name": team.name, "key_sha256": sorted(team_key_hashes.get(team.name, []))}
-        for limit in ("requests_per_minute", "monthly_token_limit", "monthly_budget_usd"):
-            if getattr(team, limit) is not None:
-                entry[limit] = getattr(team, limit)
-        teams.append(entry)
+    # Routes, aliases, teams and prices are the gateway's own models already: they are written as the stack says
+    # them (a drained target, weight 0, included), so the i-th route here is the stack's i-th route.
+    routes = [route.model_dump(mode="json") for route in gateway.routes] or [
+        {"model": model.name, "targets": [{"backend": model.name, "weight": 1.0}]} for model in platform.models
+    ]
+    teams = [
+        {**team.model_dump(mode="json", exclude_none=True), "key_sha256": sorted(team_key_hashes.get(team.name, []))}
+        for team in gateway.teams
+    ]
     return {
         "server": {
             "host": "0.0.0.0",
@@ -66,9 +60,10 @@ def gateway_config(platform: PlatformConfig, team_key_hashes: dict[str, list[str
         },
         "backends": backends,
         "routes": routes,
-        "aliases": [alias.model_dump() for alias in gateway.aliases],
+        # Only what the stack sets: the defaults are the same model's, and a `rules` block stays as short as written.
+        "aliases": [alias.model_dump(mode="json", exclude_unset=True) for alias in gateway.aliases],
         "teams": teams,
-        "pricing": {name: price.model_dump() for name, price in sorted(gateway.pricing.items())},
+        "pricing": {name: price.model_dump(mode="json") for name, price in sorted(gateway.pricing.items())},
         # Standard output: the node's log pipeline keeps each line even if the pod dies right after answering.
         "audit": {"path": "-", "include_prompts": gateway.audit_include_prompts},
         "stream_recovery": gateway.stream_recovery,

@@ -5,7 +5,14 @@ Each problem names the key path, the bad value and what is accepted, like the sc
 
 from __future__ import annotations
 
-from infra.config import PLATFORM_KEY, PlatformConfig
+import hashlib
+
+from llm_gateway.config import GatewayConfig as GatewaySchema
+from llm_gateway.config import ReferenceProblems
+from pydantic import ValidationError
+
+from infra.config import PLATFORM_KEY, GatewayConfig, PlatformConfig, _describe_error, _key_path
+from infra.gateway_wiring import gateway_config
 from infra.instances import CPU_INSTANCE_TYPES, GPU_INSTANCE_TYPES, INSTANCE_TYPES
 
 
@@ -89,44 +96,9 @@ def _placement(platform: PlatformConfig) -> list[str]:
 
 
 def _gateway(platform: PlatformConfig) -> list[str]:
-    problems: list[str] = []
+    problems = _rendered_gateway_problems(platform)
     gateway = platform.gateway
     where = f"{PLATFORM_KEY}.gateway"
-    backends = [model.name for model in platform.models] + [api.name for api in gateway.managed_apis]
-    if len(set(backends)) != len(backends):
-        problems.append(f"{where}.managed_apis: a managed API has the name of a model; names must be unique")
-    routes = [route.model for route in gateway.routes] or [model.name for model in platform.models]
-    for route_index, route in enumerate(gateway.routes):
-        for target_index, target in enumerate(route.targets):
-            if target.backend not in backends:
-                problems.append(
-                    f"{where}.routes[{route_index}].targets[{target_index}].backend = {target.backend!r}: unknown "
-                    f"backend; accepted: {', '.join(backends)}"
-                )
-        if sum(target.weight for target in route.targets) == 0:
-            problems.append(f"{where}.routes[{route_index}].targets: all weights are 0; at least one must be > 0")
-        for fallback_index, fallback in enumerate(route.fallbacks):
-            if fallback not in backends:
-                problems.append(
-                    f"{where}.routes[{route_index}].fallbacks[{fallback_index}] = {fallback!r}: unknown backend; "
-                    f"accepted: {', '.join(backends)}"
-                )
-    for alias_index, alias in enumerate(gateway.aliases):
-        for field in ("simple_route", "complex_route"):
-            value = getattr(alias, field)
-            if value not in routes:
-                problems.append(
-                    f"{where}.aliases[{alias_index}].{field} = {value!r}: not a route; accepted: {', '.join(routes)}"
-                )
-        if alias.model in routes:
-            problems.append(f"{where}.aliases[{alias_index}].model = {alias.model!r}: clashes with a route name")
-    for model_name in gateway.pricing:
-        known = {*routes, *(api.model for api in gateway.managed_apis)}
-        if model_name not in known:
-            problems.append(
-                f"{where}.pricing.{model_name}: no route or managed API model has this name; accepted: "
-                f"{', '.join(sorted(known))}"
-            )
     if platform.environment == "prod" and gateway.replicas < 2:
         problems.append(f"{where}.replicas = {gateway.replicas}: prod needs >= 2 gateway replicas (one per AZ)")
     if gateway.max_replicas < gateway.replicas:
@@ -134,3 +106,57 @@ def _gateway(platform: PlatformConfig) -> list[str]:
             f"{where}.max_replicas = {gateway.max_replicas}: below replicas {gateway.replicas}; accepted: >= replicas"
         )
     return problems
+
+
+def _rendered_gateway_problems(platform: PlatformConfig) -> list[str]:
+    """The gateway's own validation of the config rendered from this stack, each problem named by its stack key.
+
+    Routes, aliases, teams and prices are the gateway's models, so their shape is already checked; what is left are
+    the checks across sections (a target or fallback naming no backend, an alias naming no route, a price for no
+    model, a name used twice), which live once, in the gateway (llm_gateway/config.py `reference_problems`).
+    """
+    # Key hashes come from the teamKeys secret at deploy time (checked by hash_team_keys); a distinct placeholder per
+    # team keeps the gateway's unique-key check quiet here.
+    hashes = {
+        team.name: [hashlib.sha256(f"placeholder-{index}".encode()).hexdigest()]
+        for index, team in enumerate(platform.gateway.teams)
+    }
+    try:
+        GatewaySchema.model_validate(gateway_config(platform, hashes))
+    except ValidationError as error:
+        problems: list[str] = []
+        for item in error.errors():
+            cause = item.get("ctx", {}).get("error")
+            if isinstance(cause, ReferenceProblems):
+                problems += [
+                    f"{_key_path(_stack_location(platform, problem.loc))} = {problem.value!r}: {problem.message}"
+                    for problem in cause.problems
+                    if problem.loc[2:3] != ("key_sha256",)
+                ]
+            else:
+                problems.append(_describe_error({**item, "loc": _stack_location(platform, tuple(item["loc"]))}))
+        return problems
+    return []
+
+
+def _stack_location(platform: PlatformConfig, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """Where in the stack's `platform` the value at `loc` of the rendered gateway config comes from
+    (infra/gateway_wiring.py `gateway_config` is the other direction)."""
+    section = loc[0] if loc else None
+    index = loc[1] if len(loc) > 1 else None
+    models = len(platform.models)
+    if section == "backends" and isinstance(index, int):
+        # vLLM backends first, one per model and all derived from its name; then the managed APIs.
+        if index < models:
+            return ("models", index, "name")
+        field = loc[2] if len(loc) > 2 else "name"
+        return ("gateway", "managed_apis", index - models, "base_url" if field == "url" else field)
+    if section == "routes" and not platform.gateway.routes and isinstance(index, int):
+        return ("models", index, "name")  # the default routes: one per model
+    if section in ("routes", "aliases", "teams", "pricing"):
+        return ("gateway", *loc)
+    if section == "server" and isinstance(index, str) and index in GatewayConfig.model_fields:
+        return ("gateway", index)
+    if loc[:2] == ("audit", "include_prompts"):
+        return ("gateway", "audit_include_prompts")
+    return ("gateway", *loc[:1])

@@ -110,7 +110,13 @@ def mutate(
         elif action == "scale" and isinstance(target, int | float) and not isinstance(target, bool):
             factor = data.draw(st.sampled_from([-1, 0, 1000, 10**9, 0.5, math.inf]), label="factor")
             parent[key] = target * factor
-        elif action == "swap_bounds" and isinstance(target, dict) and {"min_size", "max_size"} <= set(target):
+        elif (
+            action == "swap_bounds"
+            and isinstance(target, dict)
+            and {"min_size", "max_size"} <= set(target)
+            # An earlier round may have put junk in a bound; then there is nothing to swap (found by this test).
+            and all(isinstance(target[bound], int | float) for bound in ("min_size", "max_size"))
+        ):
             target["min_size"], target["max_size"] = target["max_size"] + 1, target["min_size"]
         elif action == "duplicate" and isinstance(target, list) and target:
             target.append(copy.deepcopy(target[0]))

@@ -10,10 +10,12 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, NamedTuple, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .semantic import RouteExamples, RuleOptions
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$"
 SHA256_HEX_PATTERN = r"^[0-9a-f]{64}$"
@@ -157,15 +159,31 @@ class BackendConfig(StrictModel):
 
 class TargetConfig(StrictModel):
     backend: str = Field(description="Name of a backend.")
-    weight: float = Field(default=1.0, gt=0, description="Relative share of this route's traffic.")
+    # 0 drains a target (it stays in the route but gets no share), as a weighted cluster does in Envoy; at least one
+    # target of a route must be above 0 (RouteConfig). A finite number, since the split sums the weights.
+    weight: float = Field(
+        default=1.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Relative share of this route's traffic (any number >= 0, e.g. 80 and 20); 0 drains the target.",
+    )
 
 
 class RouteConfig(StrictModel):
     model: str = Field(min_length=1, description="Public model name clients ask for.")
-    targets: list[TargetConfig] = Field(min_length=1, description="Backends sharing the traffic by weight.")
+    targets: list[TargetConfig] = Field(
+        min_length=1, description="Backends sharing the traffic by weight; at least one weight above 0."
+    )
     fallbacks: list[str] = Field(
         default_factory=list, description="Backends tried in order when the chosen target fails."
     )
+
+    @field_validator("targets")
+    @classmethod
+    def _some_weight(cls, targets: list[TargetConfig]) -> list[TargetConfig]:
+        if targets and not any(target.weight > 0 for target in targets):
+            raise ValueError("every weight is 0; at least one target's weight must be > 0")
+        return targets
 
 
 class AliasConfig(StrictModel):
@@ -174,21 +192,39 @@ class AliasConfig(StrictModel):
     simple_route: str = Field(description="Route (public model) for requests scoring below the threshold.")
     complex_route: str = Field(description="Route (public model) for requests scoring at or above it.")
     threshold: float = Field(default=0.5, ge=0, le=1, description="Complexity score (0 simple .. 1 complex) cut-off.")
-    rules: dict[str, Any] | None = Field(default=None, description="Options of the rules scorer.")
-    examples: dict[str, list[str]] | None = Field(
+    # The scorers' own option models, so a bad option fails when the config is read (and a stack's render fails),
+    # not when the gateway builds the scorer at start.
+    rules: RuleOptions | None = Field(
+        default=None, description="Options of the rules scorer (llm_gateway/semantic.py RuleOptions); scorer rules."
+    )
+    examples: RouteExamples | None = Field(
         default=None,
         description="Labelled example prompts of the embedding scorer, e.g. {simple: [...], complex: [...]}.",
     )
 
+    @model_validator(mode="after")
+    def _options_of_its_scorer(self) -> Self:
+        # Options of the other scorer would be ignored without a word.
+        if self.rules is not None and self.scorer != "rules":
+            raise ValueError(f"`rules` are options of the rules scorer, but scorer is {self.scorer!r}")
+        if self.examples is not None and self.scorer != "embedding":
+            raise ValueError(f"`examples` are options of the embedding scorer, but scorer is {self.scorer!r}")
+        return self
 
-class TeamConfig(StrictModel):
+
+class TeamLimits(StrictModel):
+    """A team without its keys: what a stack file says about a team (its keys come from a secret)."""
+
     name: str = Field(pattern=NAME_PATTERN, description="Team name, used in metrics and the audit log.")
-    key_sha256: list[Annotated[str, Field(pattern=SHA256_HEX_PATTERN)]] = Field(
-        min_length=1, description="Lower-case hex SHA-256 of each API key of the team (never the keys)."
-    )
     requests_per_minute: int | None = Field(default=None, ge=1, description="Rate limit; absent means none.")
     monthly_token_limit: int | None = Field(default=None, ge=1, description="Input + output tokens per calendar month.")
     monthly_budget_usd: float | None = Field(default=None, gt=0, description="Spend per calendar month in USD.")
+
+
+class TeamConfig(TeamLimits):
+    key_sha256: list[Annotated[str, Field(pattern=SHA256_HEX_PATTERN)]] = Field(
+        min_length=1, description="Lower-case hex SHA-256 of each API key of the team (never the keys)."
+    )
 
 
 class PriceConfig(StrictModel):
@@ -223,38 +259,77 @@ class GatewayConfig(StrictModel):
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Self:
-        backend_names = _unique("backends", [b.name for b in self.backends])
-        route_names = _unique("routes", [r.model for r in self.routes])
-        _unique("aliases", [a.model for a in self.aliases])
-        _unique("teams", [t.name for t in self.teams])
-        _unique("teams[].key_sha256", [key for t in self.teams for key in t.key_sha256])
-        for i, route in enumerate(self.routes):
-            for j, target in enumerate(route.targets):
-                _known(f"routes[{i}].targets[{j}].backend", target.backend, backend_names)
-            for j, fallback in enumerate(route.fallbacks):
-                _known(f"routes[{i}].fallbacks[{j}]", fallback, backend_names)
-        for i, alias in enumerate(self.aliases):
-            if alias.model in route_names:
-                raise ValueError(f"aliases[{i}].model {alias.model!r} is also a route; pick another name")
-            _known(f"aliases[{i}].simple_route", alias.simple_route, route_names)
-            _known(f"aliases[{i}].complex_route", alias.complex_route, route_names)
+        problems = reference_problems(self)
+        if problems:
+            raise ReferenceProblems(problems)
         if self.server.require_api_key and not self.teams:
             raise ValueError("server.require_api_key is true but no teams are defined; add a team")
         return self
 
 
-def _unique(where: str, names: list[str]) -> set[str]:
+class Problem(NamedTuple):
+    """A name that is defined twice or not at all: where (a pydantic location), the bad value, what is accepted."""
+
+    loc: tuple[str | int, ...]
+    value: str
+    message: str
+
+    def line(self) -> str:
+        return f"{_path(self.loc)}: {self.value!r} {self.message}"
+
+
+class ReferenceProblems(ValueError):
+    """Every broken cross-reference of a config at once; pydantic keeps it as the error's ctx["error"], so a caller
+    (parse_config, or the stack's render in infra/semantics.py) can name each problem's own key path."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problem.line() for problem in problems))
+
+
+def reference_problems(config: GatewayConfig) -> list[Problem]:
+    """The checks across sections: unique names, and every backend, route and priced model that is named exists."""
+    problems: list[Problem] = []
+    backend_names = _unique(problems, "backends", "name", [b.name for b in config.backends])
+    route_names = _unique(problems, "routes", "model", [r.model for r in config.routes])
+    _unique(problems, "aliases", "model", [a.model for a in config.aliases])
+    _unique(problems, "teams", "name", [t.name for t in config.teams])
+    seen_keys: set[str] = set()
+    for i, team in enumerate(config.teams):
+        for j, key in enumerate(team.key_sha256):
+            if key in seen_keys:
+                problems.append(Problem(("teams", i, "key_sha256", j), key, "appears twice; keys must be unique"))
+            seen_keys.add(key)
+    for i, route in enumerate(config.routes):
+        for j, target in enumerate(route.targets):
+            _known(problems, ("routes", i, "targets", j, "backend"), target.backend, backend_names)
+        for j, fallback in enumerate(route.fallbacks):
+            _known(problems, ("routes", i, "fallbacks", j), fallback, backend_names)
+    for i, alias in enumerate(config.aliases):
+        if alias.model in route_names:
+            problems.append(Problem(("aliases", i, "model"), alias.model, "is also a route; pick another name"))
+        _known(problems, ("aliases", i, "simple_route"), alias.simple_route, route_names)
+        _known(problems, ("aliases", i, "complex_route"), alias.complex_route, route_names)
+    # Prices are looked up by the backend's model name, then by the route's public name (runtime.py `price`): a key
+    # that is neither is never used, most likely a typo that leaves a model unbilled.
+    priced = route_names | {backend.model for backend in config.backends if backend.model is not None}
+    for name in config.pricing:
+        _known(problems, ("pricing", name), name, priced)
+    return problems
+
+
+def _unique(problems: list[Problem], section: str, key: str, names: list[str]) -> set[str]:
     seen: set[str] = set()
-    for name in names:
+    for index, name in enumerate(names):
         if name in seen:
-            raise ValueError(f"{where}: {name!r} appears twice; names must be unique")
+            problems.append(Problem((section, index, key), name, "appears twice; names must be unique"))
         seen.add(name)
     return seen
 
 
-def _known(where: str, name: str, known: set[str]) -> None:
+def _known(problems: list[Problem], loc: tuple[str | int, ...], name: str, known: set[str]) -> None:
     if name not in known:
-        raise ValueError(f"{where}: {name!r} is not defined; known: {', '.join(sorted(known))}")
+        problems.append(Problem(loc, name, f"is not defined; known: {', '.join(sorted(known))}"))
 
 
 def load_config(path: str | Path) -> GatewayConfig:
@@ -274,13 +349,24 @@ def parse_config(raw: object, source: str = "config") -> GatewayConfig:
     try:
         return GatewayConfig.model_validate(raw)
     except ValidationError as exc:
-        lines = [_describe(error) for error in exc.errors()]
+        lines = [line for error in exc.errors() for line in _describe(error)]
         raise ConfigError(f"{source} is invalid:\n  " + "\n  ".join(lines)) from None
 
 
-def _describe(error: Any) -> str:
+def _describe(error: Any) -> list[str]:
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, ReferenceProblems):
+        return [problem.line() for problem in cause.problems]
+    return [_describe_one(error)]
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    return "".join(_key_part(part) for part in loc).lstrip(".") or "(top)"
+
+
+def _describe_one(error: Any) -> str:
     loc = error["loc"]
-    path = "".join(_key_part(part) for part in loc).lstrip(".") or "(top)"
+    path = _path(loc)
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         allowed = _allowed_keys(loc[:-1])

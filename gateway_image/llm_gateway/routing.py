@@ -37,10 +37,13 @@ class Route:
         if all(backend.has_available_endpoint(now) for backend in self.targets):
             index = bisect.bisect_right(self.cumulative, random.random() * self.cumulative[-1])
             return self.targets[min(index, len(self.targets) - 1)]
-        # Some targets are down: share the traffic among the others, keeping their relative weights.
-        live = [(b, w) for b, w in zip(self.targets, self.weights, strict=True) if b.has_available_endpoint(now)]
+        # Some targets are down: share the traffic among the others, keeping their relative weights. A drained
+        # target (weight 0) stays out: it takes no share, whoever else is down.
+        live = [
+            (b, w) for b, w in zip(self.targets, self.weights, strict=True) if w > 0 and b.has_available_endpoint(now)
+        ]
         if not live:
-            # Every target is ejected: the fallbacks go first, then the targets' panic mode (see pick_endpoint).
+            # Every weighted target is ejected: the fallbacks go first, then the targets' panic mode (pick_endpoint).
             live = list(zip(self.targets, self.weights, strict=True))
         return random.choices([b for b, _ in live], weights=[w for _, w in live])[0]
 

@@ -20,9 +20,9 @@ import json
 import math
 import re
 from importlib import resources
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ROUTES = ("simple", "complex")
 
@@ -94,12 +94,25 @@ class RuleOptions(BaseModel):
         return keywords
 
 
+def _two_routes_with_text(examples: dict[str, list[str]]) -> dict[str, list[str]]:
+    if set(examples) != set(ROUTES):
+        raise ValueError(f"examples must have exactly the keys {list(ROUTES)}; got {sorted(examples)}")
+    for route, texts in examples.items():
+        if not texts or any(not text.strip() for text in texts):
+            raise ValueError(f"examples.{route} must be a non-empty list of non-empty strings")
+    return examples
+
+
+# Shared with the alias's `examples` (config.py), so a config is checked when it is read, not when the scorer loads.
+RouteExamples = Annotated[dict[str, list[str]], AfterValidator(_two_routes_with_text)]
+
+
 class EmbeddingOptions(BaseModel):
     """Options of the embedding scorer."""
 
     model_config = ConfigDict(extra="forbid")
 
-    examples: dict[str, list[str]] | None = Field(
+    examples: RouteExamples | None = Field(
         None,
         description="Example utterances per route, {simple: [...], complex: [...]}; default: shipped set.",
     )
@@ -107,18 +120,6 @@ class EmbeddingOptions(BaseModel):
     temperature: float = Field(
         0.05, gt=0, description="Softmax temperature over the two routes' similarities; smaller is sharper."
     )
-
-    @field_validator("examples")
-    @classmethod
-    def _two_routes_with_text(cls, examples: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
-        if examples is None:
-            return None
-        if set(examples) != set(ROUTES):
-            raise ValueError(f"examples must have exactly the keys {list(ROUTES)}; got {sorted(examples)}")
-        for route, texts in examples.items():
-            if not texts or any(not text.strip() for text in texts):
-                raise ValueError(f"examples.{route} must be a non-empty list of non-empty strings")
-        return examples
 
 
 def _text_of(content: Any) -> str:

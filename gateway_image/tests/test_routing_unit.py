@@ -9,7 +9,7 @@ import random
 from typing import Any, Literal
 
 import pytest
-from llm_gateway.config import AliasConfig, ConfigError, RouteConfig, TargetConfig
+from llm_gateway.config import AliasConfig, ConfigError, RouteConfig, TargetConfig, parse_config
 from llm_gateway.routing import Alias, Route
 
 
@@ -112,7 +112,23 @@ def test_load_scorer_builds_the_rules_scorer_with_the_alias_options() -> None:
     assert chosen.scorer.options.long_text_chars == 10  # type: ignore[attr-defined]
 
 
-def test_load_scorer_names_the_alias_when_its_options_are_wrong() -> None:
-    chosen = alias(0.5, rules={"no_such_option": 1})
-    with pytest.raises(ConfigError, match=r"^alias 'auto': cannot build the rules scorer: invalid semantic rules"):
-        asyncio.run(chosen.load_scorer())
+def test_wrong_rules_options_fail_when_the_config_is_read_naming_the_key() -> None:
+    # Checked by the alias's schema (RuleOptions), so a stack's render fails too, not only the gateway's start.
+    with pytest.raises(ConfigError, match=r"aliases\[0\]\.rules\.no_such_option: unknown key; accepted keys here: "):
+        parse_config(
+            {
+                "backends": [{"name": "a", "kind": "vllm", "url": "http://127.0.0.1:1/v1"}],
+                "routes": [{"model": "m", "targets": [{"backend": "a"}]}],
+                "aliases": [{"simple_route": "m", "complex_route": "m", "rules": {"no_such_option": 1}}],
+                "server": {"require_api_key": False},
+            }
+        )
+
+
+def test_a_drained_target_gets_no_traffic_even_when_the_weighted_one_is_down() -> None:
+    # Weights (1, 0): the 0 is drained. With "a" down, the choice among live weighted targets is empty, so "a" is
+    # chosen (its fallbacks and panic mode follow), never the drained "b". Before, random.choices got a total of 0.
+    drained, _ = route([("a", 1), ("b", 0)], ["f"], a=True)
+    assert {drained.chain()[0].name for _ in range(200)} == {"a"}
+    healthy, _ = route([("a", 1), ("b", 0), ("c", 1)], [])
+    assert "b" not in {healthy.chain()[0].name for _ in range(500)}
