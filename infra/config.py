@@ -559,7 +559,7 @@ class ConfigError(Exception):
         super().__init__(f"stack {stack!r}: {len(problems)} problem(s) in its configuration:\n{lines}")
 
 
-def _key_path(location: tuple[Any, ...]) -> str:
+def key_path(location: tuple[Any, ...]) -> str:
     path = PLATFORM_KEY
     for part in location:
         if isinstance(part, int):
@@ -583,8 +583,8 @@ _BOUNDS = {
 }
 
 
-def _describe_error(error: Any) -> str:
-    path = _key_path(tuple(part for part in error["loc"] if not str(part).startswith("function-after")))
+def describe_error(error: Any) -> str:
+    path = key_path(tuple(part for part in error["loc"] if not str(part).startswith("function-after")))
     kind = error["type"]
     value = error.get("input")
     context = error.get("ctx", {})
@@ -611,4 +611,4 @@ def validate_schema(stack: str, raw: Any) -> PlatformConfig:
     try:
         return PlatformConfig.model_validate(raw)
     except ValidationError as error:
-        raise ConfigError(stack, [_describe_error(item) for item in error.errors()]) from None
+        raise ConfigError(stack, [describe_error(item) for item in error.errors()]) from None

@@ -11,7 +11,7 @@ from llm_gateway.config import GatewayConfig as GatewaySchema
 from llm_gateway.config import ReferenceProblems
 from pydantic import ValidationError
 
-from infra.config import PLATFORM_KEY, GatewayConfig, PlatformConfig, _describe_error, _key_path
+from infra.config import PLATFORM_KEY, GatewayConfig, PlatformConfig, describe_error, key_path
 from infra.gateway_wiring import gateway_config
 from infra.instances import CPU_INSTANCE_TYPES, GPU_INSTANCE_TYPES, INSTANCE_TYPES
 
@@ -129,12 +129,12 @@ def _rendered_gateway_problems(platform: PlatformConfig) -> list[str]:
             cause = item.get("ctx", {}).get("error")
             if isinstance(cause, ReferenceProblems):
                 problems += [
-                    f"{_key_path(_stack_location(platform, problem.loc))} = {problem.value!r}: {problem.message}"
+                    f"{key_path(_stack_location(platform, problem.loc))} = {problem.value!r}: {problem.message}"
                     for problem in cause.problems
                     if problem.loc[2:3] != ("key_sha256",)
                 ]
             else:
-                problems.append(_describe_error({**item, "loc": _stack_location(platform, tuple(item["loc"]))}))
+                problems.append(describe_error({**item, "loc": _stack_location(platform, tuple(item["loc"]))}))
         return problems
     return []
 

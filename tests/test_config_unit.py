@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from infra.config import PLATFORM_KEY, ConfigError, _dns_label, _key_path, _unique
+from infra.config import PLATFORM_KEY, ConfigError, _dns_label, _unique, key_path
 
 
 def test_key_path_forms() -> None:
-    assert _key_path(()) == PLATFORM_KEY
-    assert _key_path(("models", 0, "name")) == f"{PLATFORM_KEY}.models[0].name"
-    assert _key_path(("teams", "a b")) == f"{PLATFORM_KEY}.teams['a b']"
-    assert _key_path(("x.y-z_1",)) == f"{PLATFORM_KEY}.x.y-z_1"
+    assert key_path(()) == PLATFORM_KEY
+    assert key_path(("models", 0, "name")) == f"{PLATFORM_KEY}.models[0].name"
+    assert key_path(("teams", "a b")) == f"{PLATFORM_KEY}.teams['a b']"
+    assert key_path(("x.y-z_1",)) == f"{PLATFORM_KEY}.x.y-z_1"
 
 
 @pytest.mark.parametrize("name", ["a", "llama-3", "a" * 40, "a1"])

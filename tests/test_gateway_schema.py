@@ -22,7 +22,8 @@ from llm_gateway.config import TargetConfig, parse_config
 from pydantic import ValidationError
 
 from infra import render
-from infra.config import PLATFORM_KEY, ConfigError, parse_platform
+from infra.config import PLATFORM_KEY, ConfigError
+from infra.validation import parse_platform
 
 Mutation = Callable[[dict[str, Any]], None]
 
