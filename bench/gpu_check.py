@@ -783,7 +783,8 @@ def markdown(plan: dict[str, Any], results: dict[str, Any], date: str) -> str:
     lines = [
         f"Run of {date}: {plan['model']} on {where}, vLLM {plan['vllm_version']}"
         + (f", {gpu.get('gpus')} x {gpu.get('name')} (torch {gpu.get('torch')}, CUDA {gpu.get('cuda')})" if gpu else "")
-        + f"; install {environment.get('install_seconds', 0):.0f} s, whole run {environment.get('total_seconds')} s.",
+        + (f"; install {environment['install_seconds']:.0f} s" if "install_seconds" in environment else "")
+        + f"; whole run {environment.get('total_seconds')} s.",
         "",
         "| case | figure | planner | vLLM | error % |",
         "| --- | --- | --- | --- | --- |",
