@@ -35,6 +35,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -481,6 +482,7 @@ class Server:
     api_key: str
     log_path: Path
     started: float
+    tmp_dir: str
     healthy_after: float | None = None
 
 
@@ -492,6 +494,9 @@ def start_server(runner: Runner, case: dict[str, Any], model_dir: Path, run_dir:
     for name in WRITTEN_PATH_VARS:
         env[name] = str(run_dir / name.lower())
         Path(env[name]).mkdir(parents=True, exist_ok=True)
+    # vLLM puts ZeroMQ IPC sockets in TMPDIR, and a socket path may not exceed 107 bytes (sockaddr_un.sun_path):
+    # a deep run folder (pytest's tmp_path) fails with "ipc path ... is longer than 107 characters".
+    env["TMPDIR"] = tempfile.mkdtemp(prefix="gpu-check-")
     # The compile cache outlives the run folder: a rerun on a warm machine starts faster, as a restarted pod does.
     env["VLLM_CACHE_ROOT"] = str(runner.work / "vllm-cache" / case["name"])
     api_key = f"gpu-check-{port}"
@@ -512,7 +517,7 @@ def start_server(runner: Runner, case: dict[str, Any], model_dir: Path, run_dir:
         )
     served = args[args.index("--served-model-name") + 1]
     log(f"{case['name']}: vllm serve started (pid {process.pid}, port {port}{'' if gpu is None else f', GPU {gpu}'})")
-    return Server(case, process, f"http://{HOST}:{port}", served, api_key, log_path, time.monotonic())
+    return Server(case, process, f"http://{HOST}:{port}", served, api_key, log_path, time.monotonic(), env["TMPDIR"])
 
 
 def wait_healthy(server: Server, deadline: float) -> None:
@@ -536,6 +541,7 @@ def stop_server(server: Server) -> None:
             os.killpg(server.process.pid, signal.SIGTERM)
         with suppress(subprocess.TimeoutExpired):
             server.process.wait(timeout=20)
+    shutil.rmtree(server.tmp_dir, ignore_errors=True)
     with suppress(ProcessLookupError):
         os.killpg(server.process.pid, signal.SIGKILL)
     server.process.wait(timeout=20)
