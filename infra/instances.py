@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-GpuModel = Literal["T4", "A10G", "L4", "L40S", "A100-40GB", "A100-80GB", "H100-80GB"]
+GpuModel = Literal["T4", "A10G", "L4", "L40S", "A100-40GB", "A100-80GB", "H100-80GB", "H200-141GB"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,9 @@ GPU_SPECS: dict[GpuModel, GpuSpec] = {
     "A100-80GB": GpuSpec("A100-80GB", 79.15, 8.0),
     # vLLM logs on H100 80GB HBM3 (nvidia-smi 81559 MiB): "total_gpu_memory (79.11GiB)".
     "H100-80GB": GpuSpec("H100-80GB", 79.11, 9.0),
+    # vLLM log on 8 x H200 (nvidia-smi 143771 MiB): "total_gpu_memory (139.81GiB) x gpu_memory_utilization (0.85)"
+    # (a public offline-install notes file found by searching GitHub for that line). Hopper, like H100: 9.0.
+    "H200-141GB": GpuSpec("H200-141GB", 139.81, 9.0),
 }
 
 
@@ -109,6 +112,10 @@ _ROWS: tuple[InstanceType, ...] = (
     # P4/P5 on-demand prices that month (before: p4d.24xlarge $32.7726, p5.48xlarge $98.32).
     _gpu("p4d.24xlarge", 96, 1152, "A100-40GB", 8, 8000, 21.96),
     _gpu("p5.48xlarge", 192, 2048, "H100-80GB", 8, 30400, 55.04),
+    # P5en (8 x NVIDIA H200 141 GB, 8 x 3840 GB NVMe): AWS EC2 P5 instance page; $63.296 on demand in us-east-1 as
+    # dstack's AWS offer listing printed it in August 2026 (dstackai/dstack#4110). p5e.48xlarge (same GPUs) has no
+    # published On-Demand rate (Capacity Blocks and reservations only), so it is not a row: a plan could not cost it.
+    _gpu("p5en.48xlarge", 192, 2048, "H200-141GB", 8, 30720, 63.296),
     # System-node CPU types: as listed on the AWS EC2 On-Demand pricing page, us-east-1, May 2025.
     _cpu("m6i.large", 2, 8, 0.096),
     _cpu("m6i.xlarge", 4, 16, 0.192),

@@ -32,12 +32,31 @@ REQUIRED_GPU_TYPES = {
     "g6e.48xlarge",
     "p4d.24xlarge",
     "p5.48xlarge",
+    "p5en.48xlarge",
 }
 REQUIRED_CPU_TYPES = {"m6i.large", "m6i.xlarge", "m7i.large", "m7i.xlarge", "c6i.xlarge"}
 # Compute capability per GPU model, from NVIDIA's CUDA GPUs page.
-CAPABILITY = {"T4": 7.5, "A10G": 8.6, "L4": 8.9, "L40S": 8.9, "A100-40GB": 8.0, "A100-80GB": 8.0, "H100-80GB": 9.0}
+CAPABILITY = {
+    "T4": 7.5,
+    "A10G": 8.6,
+    "L4": 8.9,
+    "L40S": 8.9,
+    "A100-40GB": 8.0,
+    "A100-80GB": 8.0,
+    "H100-80GB": 9.0,
+    "H200-141GB": 9.0,
+}
 # Marketing memory per GPU in GB (10^9 bytes); the usable figure is below it but within 10 %.
-NOMINAL_GB = {"T4": 16, "A10G": 24, "L4": 24, "L40S": 48, "A100-40GB": 40, "A100-80GB": 80, "H100-80GB": 80}
+NOMINAL_GB = {
+    "T4": 16,
+    "A10G": 24,
+    "L4": 24,
+    "L40S": 48,
+    "A100-40GB": 40,
+    "A100-80GB": 80,
+    "H100-80GB": 80,
+    "H200-141GB": 141,
+}
 
 
 def test_catalog_holds_every_required_type_in_the_right_list() -> None:
