@@ -137,7 +137,8 @@ class ClockedBackend(StubBackend):
 def test_availability_is_asked_on_the_monotonic_clock(b_up: bool) -> None:
     a, b = ClockedBackend("a"), ClockedBackend("b", up=b_up)
     config = RouteConfig(model="m", targets=[TargetConfig(backend="a"), TargetConfig(backend="b")])
-    weighted = Route(config, {"a": a, "b": b})  # type: ignore[dict-item]
+    backends: dict[str, Any] = {"a": a, "b": b}
+    weighted = Route(config, backends)
     before = time.monotonic()
     weighted.chain()
     after = time.monotonic()
@@ -195,7 +196,12 @@ def test_load_scorer_passes_the_embedding_examples(
     from llm_gateway import semantic
 
     built: list[tuple[str, Any]] = []
-    monkeypatch.setattr(semantic, "make_scorer", lambda kind, opts: built.append((kind, opts)) or FixedScorer(0.0))
+
+    def make_scorer(kind: str, opts: dict[str, Any]) -> FixedScorer:
+        built.append((kind, opts))
+        return FixedScorer(0.0)
+
+    monkeypatch.setattr(semantic, "make_scorer", make_scorer)
     chosen = alias(0.5, "embedding", examples=examples)
     asyncio.run(chosen.load_scorer())
     assert built == [("embedding", options)]
