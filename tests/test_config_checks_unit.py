@@ -2,8 +2,8 @@
 mistake at a time fails with one line that names the stack, the key path, the bad value and what is accepted.
 
 Fast enough to run against every mutant of infra/config.py and infra/semantics.py (bench/mutation.py config). The
-expected messages are the house format (infra/config.py ConfigError) written out by hand; the accepted values come
-from the upstream rules each check cites (AWS id formats, RFC 1123 names, EKS endpoint access)."""
+expected lines are the house format (infra/config.py ConfigError) written out by hand; the accepted values are the
+stack files' own names and the catalogs' lists, never the output of the check under test."""
 
 from __future__ import annotations
 
@@ -198,7 +198,7 @@ def test_a_model_names_a_node_group_that_exists() -> None:
 
 @pytest.mark.parametrize("gpus", [1, 2])
 def test_time_slicing_allows_one_gpu_per_model(gpus: int) -> None:
-    # NVIDIA's device plugin with time-slicing: "a request for more than one shared GPU fails"
+    # NVIDIA's device plugin with time-slicing refuses a pod that asks for more than one shared GPU
     # (https://github.com/NVIDIA/k8s-device-plugin#shared-access-to-gpus, failRequestsGreaterThanOne).
     platform = stack("dev")
     platform["device_plugin"] = {"time_slicing_replicas": 4}
