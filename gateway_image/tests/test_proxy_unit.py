@@ -122,3 +122,46 @@ def test_exchange_adds_usage_from_each_chunk() -> None:
     exchange.add_usage({"completion_tokens": 4})
     exchange.add_usage(None)
     assert (exchange.prompt_tokens, exchange.completion_tokens) == (3, 4)
+
+
+def test_a_passed_on_plain_text_error_gets_the_openai_type_of_its_own_status() -> None:
+    # OpenAI's error types by status (https://platform.openai.com/docs/guides/error-codes): 400 and 404 are
+    # invalid_request_error; a status with no type of its own (418) is an api_error.
+    for status, kind in ((400, "invalid_request_error"), (404, "invalid_request_error"), (418, "api_error")):
+        result, _, _ = check(status, b"Bad Request")
+        assert json.loads(result.body)["error"] == {
+            "message": "Bad Request",
+            "type": kind,
+            "param": None,
+            "code": "upstream_error",
+            "request_id": "req-1",
+        }
+
+
+def test_retryable_failure_reads_as_its_message() -> None:
+    # What a traceback or a log line shows for the exception: the message, as for any Exception(message).
+    failure = RetryableFailure(502, "upstream_error", "Upstream a failed: ClientOSError", endpoint_only=True)
+    assert str(failure) == "Upstream a failed: ClientOSError" and failure.args == ("Upstream a failed: ClientOSError",)
+
+
+def test_exchange_sums_usage_over_attempts() -> None:
+    # A recovered stream reports usage once per attempt: 5 + 7 prompt and 2 + 3 completion tokens are billed.
+    exchange = Exchange("req-4", 0.0)
+    exchange.add_usage({"prompt_tokens": 5, "completion_tokens": 2})
+    exchange.add_usage({"prompt_tokens": 7, "completion_tokens": 3})
+    assert (exchange.prompt_tokens, exchange.completion_tokens) == (12, 5)
+
+
+def test_a_fresh_exchange_is_what_a_request_refused_before_routing_reports() -> None:
+    # server.refused() audits a request that aiohttp refused before any handler with a fresh Exchange, and a request
+    # refused before routing (bad JSON, unknown model) keeps these fields. The label values are the ones
+    # test_gateway_limits.py reads from /metrics for such a request (backend "none", model "unknown": a name nobody
+    # configured never becomes a label); server._finish skips the latency histograms for backend "none". An unset
+    # status counts as a server error (500), never as a success.
+    exchange = Exchange("req-5", 12.5)
+    assert (exchange.request_id, exchange.started) == ("req-5", 12.5)
+    assert (exchange.team, exchange.model, exchange.backend) == ("unknown", "unknown", "none")
+    assert (exchange.requested_model, exchange.route, exchange.endpoint) == ("", "", "")
+    assert (exchange.attempts, exchange.status, exchange.reason) == (0, 500, None)
+    assert (exchange.prompt_tokens, exchange.completion_tokens, exchange.cost_usd) == (0, 0, 0.0)
+    assert exchange.ttft_s is None and exchange.stream is False

@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
+import sys
+import threading
+import time
 from typing import Any, Literal
 
 import pytest
@@ -132,3 +135,99 @@ def test_a_drained_target_gets_no_traffic_even_when_the_weighted_one_is_down() -
     assert {drained.chain()[0].name for _ in range(200)} == {"a"}
     healthy, _ = route([("a", 1), ("b", 0), ("c", 1)], [])
     assert "b" not in {healthy.chain()[0].name for _ in range(500)}
+
+
+class ClockedBackend(StubBackend):
+    """Records the clock each availability question is asked with: ejections are timed on time.monotonic()."""
+
+    def __init__(self, name: str, up: bool = True) -> None:
+        super().__init__(name, up)
+        self.asked: list[Any] = []
+
+    def has_available_endpoint(self, now: float) -> bool:
+        self.asked.append(now)
+        return self.up
+
+
+@pytest.mark.parametrize("b_up", [True, False])
+def test_availability_is_asked_on_the_monotonic_clock(b_up: bool) -> None:
+    a, b = ClockedBackend("a"), ClockedBackend("b", up=b_up)
+    config = RouteConfig(model="m", targets=[TargetConfig(backend="a"), TargetConfig(backend="b")])
+    backends: dict[str, Any] = {"a": a, "b": b}
+    weighted = Route(config, backends)
+    before = time.monotonic()
+    weighted.chain()
+    after = time.monotonic()
+    # Both targets are asked (all up: the all() check; b down: the all() check, then the live filter for a and b).
+    assert a.asked and b.asked
+    assert all(isinstance(now, float) and before <= now <= after for now in a.asked + b.asked), (a.asked, b.asked)
+
+
+def test_route_keeps_its_public_model_name() -> None:
+    single, _ = route([("a", 1)], [])
+    assert single.model == "m"
+
+
+def test_route_for_before_load_scorer_is_a_programming_error() -> None:
+    with pytest.raises(AssertionError, match=r"^load_scorer\(\) runs when the runtime starts$"):
+        asyncio.run(alias(0.5).route_for({"messages": []}))
+
+
+class RecordingScorer:
+    """Scores 1.0, and records the body it saw and the thread it ran on."""
+
+    def __init__(self) -> None:
+        self.bodies: list[Any] = []
+        self.threads: list[int] = []
+
+    def score(self, body: dict[str, Any]) -> float:
+        self.bodies.append(body)
+        self.threads.append(threading.get_ident())
+        return 1.0
+
+
+def test_the_rules_scorer_runs_on_the_loop_and_the_embedding_scorer_beside_it() -> None:
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+    for kind, on_loop in (("rules", True), ("embedding", False)):
+        chosen = alias(0.5, kind)  # type: ignore[arg-type]
+        scorer = RecordingScorer()
+        chosen.scorer = scorer
+        # asyncio.run drives the loop on this thread; run_in_executor uses a pool thread.
+        assert asyncio.run(chosen.route_for(body)).chain()[0].name == "strong"
+        assert scorer.bodies == [body] and scorer.bodies[0] is body
+        assert (scorer.threads == [threading.get_ident()]) is on_loop, (kind, scorer.threads)
+
+
+@pytest.mark.parametrize(
+    ("examples", "options"),
+    [
+        ({"simple": ["hi"], "complex": ["prove it"]}, {"examples": {"simple": ["hi"], "complex": ["prove it"]}}),
+        # No examples: the embedding scorer's own defaults (EmbeddingOptions), so no key at all.
+        (None, {}),
+    ],
+)
+def test_load_scorer_passes_the_embedding_examples(
+    monkeypatch: pytest.MonkeyPatch, examples: dict[str, list[str]] | None, options: dict[str, Any]
+) -> None:
+    from llm_gateway import semantic
+
+    built: list[tuple[str, Any]] = []
+
+    def make_scorer(kind: str, opts: dict[str, Any]) -> FixedScorer:
+        built.append((kind, opts))
+        return FixedScorer(0.0)
+
+    monkeypatch.setattr(semantic, "make_scorer", make_scorer)
+    chosen = alias(0.5, "embedding", examples=examples)
+    asyncio.run(chosen.load_scorer())
+    assert built == [("embedding", options)]
+
+
+def test_load_scorer_names_the_alias_when_the_semantic_module_cannot_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    import llm_gateway
+
+    # A None entry in sys.modules makes `from . import semantic` raise ImportError, as a missing extra would.
+    monkeypatch.setitem(sys.modules, "llm_gateway.semantic", None)
+    monkeypatch.delattr(llm_gateway, "semantic", raising=False)
+    with pytest.raises(ConfigError, match=r"^alias 'auto' needs llm_gateway.semantic, which failed to import: "):
+        asyncio.run(alias(0.5).load_scorer())
