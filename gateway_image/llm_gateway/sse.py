@@ -101,45 +101,67 @@ class SseRelay:
 
     def _event(self, event: bytes) -> bytes | None:
         """Note one event; return what to relay: the event itself, a rewritten one, or None (a stripped usage chunk)."""
-        data = _data_of(event)
+        # The common event, one `data:` line, is read without _data_of's split: this runs once per token.
+        data = event[5:] if event.startswith(b"data:") and b"\n" not in event else _data_of(event)
         if data is None:
             return event  # a comment (": ping") or an event without data: harmless
-        if data.strip() == b"[DONE]":
+        if len(data) < 16 and data.strip() == b"[DONE]":
             self.done = self.started = True
             return event
         try:
             payload = orjson.loads(data)
         except orjson.JSONDecodeError:
             payload = None
-        if not isinstance(payload, dict):
+        if type(payload) is not dict:
             self.malformed = f"a stream event that is not a JSON object: {data[:80]!r}"
             return None
+        choices = payload.get("choices")
+        if choices:
+            for choice in choices:
+                if type(choice) is not dict:
+                    continue
+                delta = choice.get("delta")
+                # The common event, a token of text with no finish_reason, is noted here without a call.
+                if type(delta) is dict and delta.get("content") and not self.collect_text and not choice.get(
+                    "finish_reason"
+                ):
+                    self.content_events += 1
+                    self.started = True
+                elif self._choice(choice):
+                    self.started = True
         usage = payload.get("usage")
         if usage:
-            self.usage = usage
-            if self.strip_usage_chunk and not payload.get("choices"):
-                return None
-            if self.usage_offset is not None and isinstance(usage, dict):
-                event = self._with_usage_offset(payload, usage)
-        content = False
-        for choice in payload.get("choices") or ():
-            if not isinstance(choice, dict):
-                continue
-            delta = choice.get("delta")
-            text = delta.get("content") if isinstance(delta, dict) else choice.get("text")
-            if text or (isinstance(delta, dict) and any(value for key, value in delta.items() if key != "role")):
-                content = True
-                self.content_events += 1  # per choice: with n > 1 each choice's delta is a token of its own
-                if self.collect_text and isinstance(text, str):
-                    self.text_parts.append(text)
-            if choice.get("finish_reason"):
-                self.finished.add(int(choice.get("index") or 0))
-                self.started = True
-        if content:
             self.started = True
-        elif "error" in payload or usage:
-            self.started = True  # an upstream's own error event, or usage: nothing to wait for
+            self.usage = usage
+            if self.strip_usage_chunk and not choices:
+                return None
+            if self.usage_offset is not None and type(usage) is dict:
+                return self._with_usage_offset(payload, usage)
+        elif not self.started and "error" in payload:
+            self.started = True  # an upstream's own error event: nothing more to wait for
         return event
+
+    def _choice(self, choice: dict[str, Any]) -> bool:
+        """Note one choice of an event; True when it carries content (or its end) for the client."""
+        delta = choice.get("delta")
+        if type(delta) is dict:
+            text = delta.get("content")
+            # Tool calls, reasoning, a refusal: any delta field but the role is content too.
+            content = bool(text) or (len(delta) > 1 or "role" not in delta) and any(
+                value for key, value in delta.items() if key != "role"
+            )
+        else:
+            text = choice.get("text")  # /v1/completions
+            content = bool(text)
+        if content:
+            self.content_events += 1  # per choice: with n > 1 each choice's delta is a token of its own
+            if self.collect_text and type(text) is str:
+                self.text_parts.append(text)
+        reason = choice.get("finish_reason")
+        if reason:
+            self.finished.add(int(choice.get("index") or 0))
+            return True
+        return content
 
     def _with_usage_offset(self, payload: dict[str, Any], usage: dict[str, Any]) -> bytes:
         """The usage chunk of a continuation, counting the earlier attempts too (as the audit does)."""
