@@ -122,8 +122,11 @@ class SseRelay:
                     continue
                 delta = choice.get("delta")
                 # The common event, a token of text with no finish_reason, is noted here without a call.
-                if type(delta) is dict and delta.get("content") and not self.collect_text and not choice.get(
-                    "finish_reason"
+                if (
+                    type(delta) is dict
+                    and delta.get("content")
+                    and not self.collect_text
+                    and not choice.get("finish_reason")
                 ):
                     self.content_events += 1
                     self.started = True
@@ -147,8 +150,8 @@ class SseRelay:
         if type(delta) is dict:
             text = delta.get("content")
             # Tool calls, reasoning, a refusal: any delta field but the role is content too.
-            content = bool(text) or (len(delta) > 1 or "role" not in delta) and any(
-                value for key, value in delta.items() if key != "role"
+            content = bool(text) or (
+                (len(delta) > 1 or "role" not in delta) and any(value for key, value in delta.items() if key != "role")
             )
         else:
             text = choice.get("text")  # /v1/completions

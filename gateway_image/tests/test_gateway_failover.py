@@ -11,11 +11,12 @@ from typing import Any
 import openai
 import pytest
 from conftest import Harness, backend, client, metric
+from openai.types.chat import ChatCompletionMessageParam
 from test_gateway_streaming import raw_events
 
 pytestmark = pytest.mark.network
 
-HI = [{"role": "user", "content": "hi"}]
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 
 
 def config(*backends: dict[str, Any], recovery: bool = False, **route: Any) -> dict[str, Any]:
@@ -274,7 +275,7 @@ def test_a_context_length_error_moves_to_the_context_fallback(harness: Harness) 
     _, url = harness.gateway(
         config(backend("short", short), backend("long", long, kind="openai"), context_fallbacks=["long"])
     )
-    prompt = [{"role": "user", "content": "one two three four five six seven eight"}]
+    prompt: list[ChatCompletionMessageParam] = [{"role": "user", "content": "one two three four five six seven eight"}]
     reply = client(url).chat.completions.create(model="llama", messages=prompt)
     assert reply.choices[0].message.content == ANSWER
     assert len(short.requests) == 1 and len(long.requests) == 1
@@ -294,7 +295,7 @@ def test_a_prompt_clearly_too_long_goes_straight_to_the_context_fallback(harness
         )
     )
     # 200 characters, estimated at 200 / 4 = 50 tokens: clearly more than 1.25 x 10.
-    prompt = [{"role": "user", "content": "word " * 40}]
+    prompt: list[ChatCompletionMessageParam] = [{"role": "user", "content": "word " * 40}]
     assert client(url).chat.completions.create(model="llama", messages=prompt, stream=True)
     assert not short.requests and len(long.requests) == 1
 

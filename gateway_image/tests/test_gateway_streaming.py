@@ -100,7 +100,10 @@ def test_stream_failing_before_first_chunk_fails_over(harness: Harness) -> None:
     # content, so nothing reached the client yet and the request fails over whole.
     events = raw_events(url, {"model": "llama", "messages": [{"role": "user", "content": "hi"}], "stream": True})
     assert events[-1] == "[DONE]"
-    assert "".join(json.loads(e)["choices"][0]["delta"].get("content") or "" for e in events[:-1] if '"choices":[{' in e) == spare.behaviour.answer
+    assert (
+        "".join(json.loads(e)["choices"][0]["delta"].get("content") or "" for e in events[:-1] if '"choices":[{' in e)
+        == spare.behaviour.answer
+    )
 
     broken = harness.upstream("broken", status=502)
     _, url2 = harness.gateway(route_config(backend("broken", broken), backend("spare", spare), fallbacks=["spare"]))
