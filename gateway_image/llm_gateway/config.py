@@ -310,7 +310,9 @@ def _unique(where: str, names: list[str]) -> set[str]:
 
 def _known(where: str, name: str, known: set[str]) -> None:
     if name not in known:
-        raise ValueError(f"{where}: {name!r} is not defined; known: {', '.join(sorted(known))}")
+        # A name with a line break (a route model "\r") would split the one-line message: such names are quoted.
+        names = ", ".join(n if PLAIN_KEY.fullmatch(n) else repr(n) for n in sorted(known))
+        raise ValueError(f"{where}: {name!r} is not defined; known: {names}")
 
 
 def load_config(path: str | Path) -> GatewayConfig:
