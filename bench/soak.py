@@ -63,7 +63,14 @@ def serve_upstream(name: str, port: int, chunk_delay_s: float) -> None:
         async def control(self, request: web.Request) -> web.Response:
             changes = await request.json()
             for key, value in {**defaults.__dict__, **changes}.items():
-                if key in {"latency_s", "chunk_delay_s", "status", "cut_after_chunks"}:
+                if key in {
+                    "latency_s",
+                    "chunk_delay_s",
+                    "status",
+                    "cut_after_chunks",
+                    "malformed_after_chunks",
+                    "omit_done",
+                }:
                     setattr(self.behaviour, key, value)
             return web.json_response(self.behaviour.__dict__ | {"release": None})
 
@@ -300,7 +307,18 @@ async def fault_loop(
     session: aiohttp.ClientSession, fleet: Fleet, stop: asyncio.Event, tally: Tally, faults: Counter[str], step_s: float
 ) -> None:
     """Round-robin over upstreams, one fault at a time, each lasting `step_s`, then a pause of `step_s`."""
-    kinds = ["kill", "error500", "slow", "hang", "cut_streams", "reload_drop", "error503", "slow_chunks"]
+    kinds = [
+        "kill",
+        "error500",
+        "slow",
+        "hang",
+        "cut_streams",
+        "reload_drop",
+        "error503",
+        "slow_chunks",
+        "malformed",
+        "no_done",
+    ]
     index = 0
     while not stop.is_set():
         upstream = fleet.upstreams[index % len(fleet.upstreams)]
@@ -326,6 +344,14 @@ async def fault_loop(
             await control(session, upstream)
         elif kind == "cut_streams":
             await control(session, upstream, cut_after_chunks=3)
+            await _sleep(stop, step_s)
+            await control(session, upstream)
+        elif kind == "malformed":
+            await control(session, upstream, malformed_after_chunks=3)  # an event that is not JSON, mid-stream
+            await _sleep(stop, step_s)
+            await control(session, upstream)
+        elif kind == "no_done":
+            await control(session, upstream, omit_done=True)  # complete streams without `data: [DONE]`
             await _sleep(stop, step_s)
             await control(session, upstream)
         elif kind == "hang":

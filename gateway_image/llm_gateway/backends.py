@@ -19,6 +19,9 @@ class Backend:
         self.kind = config.kind
         self.upstream_model = config.model
         self.timeout_s = config.timeout_s
+        self.first_token_timeout_s = config.first_token_timeout_s
+        self.max_model_len = config.max_model_len
+        self.retry = config.retry
         # sock_read bounds the wait for the headers and for each stream chunk; the deadline is separate.
         self.client_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=min(10.0, config.timeout_s), sock_read=config.timeout_s
@@ -43,6 +46,7 @@ class Backend:
             self.config.health.failures_to_eject,
             self.config.health.cooldown_s,
             self.publish_health,
+            self.config.health.max_cooldown_s,
         )
         self.publish_health(endpoint)
         return endpoint

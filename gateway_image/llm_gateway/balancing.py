@@ -9,16 +9,29 @@ from urllib.parse import urlsplit
 
 
 class Endpoint:
-    """One server of a backend: its URL, its in-flight count and its health."""
+    """One server of a backend: its URL, its in-flight count and its health.
+
+    Requests and active checks keep separate counts of consecutive failures, so that a server whose /health answers
+    200 while its completions fail is still ejected: a passing check resets only the checks' count and readmits only
+    an endpoint that the checks took out. An endpoint ejected for failing requests stays out for its cool-down and is
+    readmitted by a request that succeeds after it (half-open). This is Envoy's split of active health checking and
+    outlier detection, with successful_active_health_check_uneject_host off; the cool-down grows with each ejection
+    in a row, like base_ejection_time (https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/upstream/
+    outlier#ejection-algorithm).
+    """
 
     __slots__ = (
         "base_url",
+        "check_failures",
         "cooldown_s",
+        "ejected_by_requests",
         "ejected_until",
+        "ejections",
         "failures",
         "failures_to_eject",
         "healthy",
         "label",
+        "max_cooldown_s",
         "on_health_change",
         "origin",
         "outstanding",
@@ -30,17 +43,22 @@ class Endpoint:
         failures_to_eject: int,
         cooldown_s: float,
         on_health_change: Callable[[Endpoint], None] | None = None,
+        max_cooldown_s: float | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         parts = urlsplit(self.base_url)
         self.origin = f"{parts.scheme}://{parts.netloc}"
         self.label = parts.netloc
         self.outstanding = 0
-        self.failures = 0
+        self.failures = 0  # consecutive failed requests
+        self.check_failures = 0  # consecutive failed active checks
+        self.ejections = 0  # ejections in a row, without a readmission in between
+        self.ejected_by_requests = False
         self.healthy = True
         self.ejected_until = 0.0
         self.failures_to_eject = failures_to_eject
         self.cooldown_s = cooldown_s
+        self.max_cooldown_s = cooldown_s if max_cooldown_s is None else max(max_cooldown_s, cooldown_s)
         self.on_health_change = on_health_change
 
     def available(self, now: float) -> bool:
@@ -48,18 +66,44 @@ class Endpoint:
         return self.healthy or now >= self.ejected_until
 
     def record_success(self) -> None:
+        """A request succeeded."""
         self.failures = 0
-        # Only after the cool-down: a request sent in panic mode, or one check that got through, does not readmit
-        # an endpoint early, so the health gauge and /readyz keep telling the truth.
+        # Only after the cool-down: a request sent in panic mode does not readmit an endpoint early, so the health
+        # gauge and /readyz keep telling the truth.
         if not self.healthy and time.monotonic() >= self.ejected_until:
-            self._set_healthy(True)
+            self._readmit()
 
     def record_failure(self) -> None:
+        """A request failed (a refused connection, a timeout, a 5xx, a broken stream)."""
         self.failures += 1
         if self.failures >= self.failures_to_eject:
-            self.ejected_until = time.monotonic() + self.cooldown_s
-            if self.healthy:
-                self._set_healthy(False)
+            self._eject(by_requests=True)
+
+    def record_check(self, passed: bool) -> None:
+        """An active health check passed or failed."""
+        if not passed:
+            self.check_failures += 1
+            if self.check_failures >= self.failures_to_eject:
+                self._eject(by_requests=False)
+            return
+        self.check_failures = 0
+        if not self.healthy and not self.ejected_by_requests and time.monotonic() >= self.ejected_until:
+            self._readmit()
+
+    def _eject(self, *, by_requests: bool) -> None:
+        now = time.monotonic()
+        if self.healthy or now >= self.ejected_until:
+            self.ejections += 1  # a new ejection, or a failed half-open try: the next cool-down is longer
+        self.ejected_until = now + min(self.cooldown_s * self.ejections, self.max_cooldown_s)
+        if by_requests or self.healthy:
+            self.ejected_by_requests = by_requests
+        if self.healthy:
+            self._set_healthy(False)
+
+    def _readmit(self) -> None:
+        self.ejections = 0
+        self.ejected_by_requests = False
+        self._set_healthy(True)
 
     def _set_healthy(self, healthy: bool) -> None:
         self.healthy = healthy

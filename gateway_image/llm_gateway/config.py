@@ -85,7 +85,17 @@ class HealthConfig(StrictModel):
     failures_to_eject: int = Field(
         default=3, ge=1, description="Consecutive failures (checks or requests) that take an endpoint out."
     )
-    cooldown_s: float = Field(default=10.0, ge=0, description="Seconds an ejected endpoint stays out before a retry.")
+    cooldown_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds an ejected endpoint stays out before a retry; each ejection in a row (no success in "
+        "between) multiplies it, as Envoy's outlier detection does with its base_ejection_time.",
+    )
+    max_cooldown_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="Cap of the growing cool-down (Envoy's max_ejection_time, 300 s by default there too).",
+    )
     panic_threshold: float = Field(
         default=0.0,
         ge=0,
@@ -104,6 +114,30 @@ class DnsConfig(StrictModel):
     path_prefix: str = Field(default="/v1", description="Path of the OpenAI API on each endpoint.")
     refresh_s: float = Field(
         default=10.0, gt=0, description="Seconds between re-resolutions (each A record = one endpoint)."
+    )
+
+
+class RetryConfig(StrictModel):
+    same_backend: int = Field(
+        default=1,
+        ge=0,
+        le=5,
+        description="Retries of a 5xx or 429 answer on the same backend (on an endpoint not yet tried, else the same "
+        "one) before the route's fallbacks get their turn: a transient error should not cost a paid fallback. Only "
+        "before anything was sent to the client, within server.max_attempts and the request's deadline.",
+    )
+    backoff_base_s: float = Field(
+        default=0.1,
+        ge=0,
+        le=10,
+        description="Base of the jittered back-off before such a retry of a 5xx: retry N waits a random time in "
+        "[0, (2^N - 1) x base], at most 10 x base (Envoy's retry back-off).",
+    )
+    max_retry_after_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="A 429 or 503 with a Retry-After up to this many seconds is retried on the same backend after "
+        "that wait; a longer one fails over at once.",
     )
 
 
@@ -135,6 +169,21 @@ class BackendConfig(StrictModel):
         description="Per attempt: longest wait for a whole non-streamed answer, or for a stream's first bytes and "
         "between its chunks.",
     )
+    first_token_timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Per attempt: longest wait for the first content of a stream (a role-only first chunk does not "
+        "count), or for a whole non-streamed answer, before failing over like a timeout. Nothing has reached the "
+        "client then. Unset: timeout_s alone. A non-streamed answer arrives whole, so keep it above your longest "
+        "plain generation.",
+    )
+    max_model_len: int | None = Field(
+        default=None,
+        ge=1,
+        description="Context length of the model behind this backend (vLLM's --max-model-len), in tokens: a "
+        "request whose prompt clearly exceeds it goes straight to its route's context_fallbacks.",
+    )
+    retry: RetryConfig = Field(default=RetryConfig(), description="Retries on this backend before failing over.")
     max_connections: int = Field(default=512, ge=1, description="Size of the connection pool to this backend.")
     health: HealthConfig = Field(default=HealthConfig(), description="Active and passive health checking.")
 
@@ -176,6 +225,11 @@ class RouteConfig(StrictModel):
     )
     fallbacks: list[str] = Field(
         default_factory=list, description="Backends tried in order when the chosen target fails."
+    )
+    context_fallbacks: list[str] = Field(
+        default_factory=list,
+        description="Backends with a longer context (or a managed API) tried in order when a backend answers that "
+        "the request exceeds its context length, or at once when the prompt clearly exceeds its max_model_len.",
     )
 
     @field_validator("targets")
@@ -305,6 +359,8 @@ def reference_problems(config: GatewayConfig) -> list[Problem]:
             _known(problems, ("routes", i, "targets", j, "backend"), target.backend, backend_names)
         for j, fallback in enumerate(route.fallbacks):
             _known(problems, ("routes", i, "fallbacks", j), fallback, backend_names)
+        for j, fallback in enumerate(route.context_fallbacks):
+            _known(problems, ("routes", i, "context_fallbacks", j), fallback, backend_names)
     for i, alias in enumerate(config.aliases):
         if alias.model in route_names:
             problems.append(Problem(("aliases", i, "model"), alias.model, "is also a route; pick another name"))
@@ -329,7 +385,9 @@ def _unique(problems: list[Problem], section: str, key: str, names: list[str]) -
 
 def _known(problems: list[Problem], loc: tuple[str | int, ...], name: str, known: set[str]) -> None:
     if name not in known:
-        problems.append(Problem(loc, name, f"is not defined; known: {', '.join(sorted(known))}"))
+        # A name with a line break (a route model "\r") would split the one-line message: such names are quoted.
+        names = ", ".join(n if PLAIN_KEY.fullmatch(n) else repr(n) for n in sorted(known))
+        problems.append(Problem(loc, name, f"is not defined; known: {names}"))
 
 
 def load_config(path: str | Path) -> GatewayConfig:

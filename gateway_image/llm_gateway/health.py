@@ -30,10 +30,7 @@ async def check_endpoint(backend: Backend, endpoint: Endpoint) -> None:
             healthy = 200 <= response.status < 300
     except (aiohttp.ClientError, TimeoutError, OSError):
         healthy = False
-    if healthy:
-        endpoint.record_success()
-    else:
-        endpoint.record_failure()
+    endpoint.record_check(healthy)
 
 
 async def resolve(dns: DnsConfig) -> list[str]:

@@ -60,6 +60,12 @@ class Metrics:
             ["model", "from_backend", "to_backend"],
             registry=r,
         )
+        self.malformed_events = Counter(
+            "llm_gateway_malformed_stream_events",
+            "Upstream stream events that were not JSON: not relayed, the stream counted as broken",
+            ["backend"],
+            registry=r,
+        )
         self.endpoint_healthy = Gauge(
             "llm_gateway_endpoint_healthy",
             "1 if the endpoint takes traffic",

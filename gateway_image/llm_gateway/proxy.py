@@ -1,9 +1,14 @@
-"""Forwarding one request upstream: attempts along the fallback chain, streaming relay, stream recovery."""
+"""Forwarding one request upstream: attempts along the fallback chain, streaming relay, stream recovery.
+
+The decisions (retry where, wait how long, is the prompt too long) are pure functions in failover.py; this module
+does the I/O around them.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from typing import Any
 
@@ -11,15 +16,25 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from .accounting import cost_usd
 from .backends import Backend
 from .balancing import Endpoint, pick_endpoint
+from .config import PriceConfig
 from .errors import GatewayError, error_body
+from .failover import (
+    ENDPOINT_TRIES_PER_BACKEND,
+    after_failure,
+    clearly_exceeds,
+    estimate_tokens,
+    is_context_length_error,
+    prompt_chars,
+    retry_after_seconds,
+)
 from .routing import Route
 from .runtime import Runtime
 from .sse import SseRelay, error_event
 
-# Endpoints of one backend tried for a request before its fallbacks get their turn.
-ENDPOINT_TRIES_PER_BACKEND = 2
+__all__ = ["ENDPOINT_TRIES_PER_BACKEND", "ClientGone", "Exchange", "Forwarder", "RetryableFailure", "StreamBroken"]
 
 
 class Exchange:
@@ -34,6 +49,7 @@ class Exchange:
         "model",
         "prompt_tokens",
         "reason",
+        "recovery",
         "request_id",
         "requested_model",
         "route",
@@ -56,23 +72,36 @@ class Exchange:
         self.attempts = 0
         self.status = 500
         self.reason: str | None = None
+        self.recovery: str | None = None  # why stream recovery failed, when it did: the audit keeps both causes
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.cost_usd = 0.0
         self.ttft_s: float | None = None
         self.stream = False
 
-    def add_usage(self, usage: Any) -> None:
+    def add_usage(self, usage: Any, price: PriceConfig | None = None) -> None:
+        """Add one attempt's usage, at its backend's price: a recovered stream bills every attempt."""
         if isinstance(usage, dict):
-            self.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-            self.completion_tokens += int(usage.get("completion_tokens") or 0)
+            self.add_tokens(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), price)
+
+    def add_tokens(self, prompt_tokens: int, completion_tokens: int, price: PriceConfig | None) -> None:
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+        self.cost_usd += cost_usd(price, prompt_tokens, completion_tokens)
 
 
 class RetryableFailure(Exception):
     """An attempt failed before anything reached the client: the next backend may try."""
 
     def __init__(
-        self, status: int, reason: str, message: str, *, endpoint_only: bool, retry_after: str | None = None
+        self,
+        status: int,
+        reason: str,
+        message: str,
+        *,
+        endpoint_only: bool,
+        retry_after: str | None = None,
+        answered: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -82,10 +111,20 @@ class RetryableFailure(Exception):
         # False: the whole backend would answer the same (it refused the gateway's credentials).
         self.endpoint_only = endpoint_only
         self.retry_after = retry_after
+        # True: the backend answered a 5xx or a 429, a transient error worth a retry on the same backend.
+        self.answered = answered
 
     def as_gateway_error(self) -> GatewayError:
         retry_after = int(self.retry_after) if self.retry_after and self.retry_after.isdigit() else None
         return GatewayError(self.status, self.message, self.reason, retry_after_s=retry_after)
+
+
+class ContextTooLong(Exception):
+    """A backend answered that the request exceeds its context; the route has context fallbacks to try."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__("context length exceeded")
+        self.response = response
 
 
 class StreamBroken(Exception):
@@ -100,6 +139,10 @@ class StreamBroken(Exception):
 
 class ClientGone(Exception):
     """The client closed its connection while we were writing to it."""
+
+
+class MalformedStream(Exception):
+    """The upstream sent a stream event that is not JSON: it is not relayed, and the stream counts as broken."""
 
 
 class Forwarder:
@@ -128,31 +171,25 @@ class Forwarder:
         self.route_model = body["model"]
         options = body.get("stream_options")
         self.client_wants_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-        self.recovery = (
-            stream and runtime.config.stream_recovery and path == "/chat/completions" and body.get("n", 1) in (1, None)
-        )
+        choices = body.get("n", 1)
+        self.choices = choices if isinstance(choices, int) and choices > 0 else 1
+        self.recovery = stream and runtime.config.stream_recovery and path == "/chat/completions" and self.choices == 1
         self.tried: set[Endpoint] = set()
+        self.context_switch = False  # True while a context_length_exceeded answer may move the request along
 
     async def run(self, route: Route) -> web.StreamResponse:
-        chain = route.chain()
+        chain = self._first_chain(route)
         max_attempts = self.runtime.config.server.max_attempts
         last: RetryableFailure | None = None
         previous: Backend | None = None
-        index = 0
-        on_backend = 0  # attempts on chain[index]
+        retry_on: Endpoint | None = None  # the endpoint to try again after a transient error
+        index = on_backend = retries = 0  # attempts and same-backend retries on chain[index]
         while index < len(chain) and self.exchange.attempts < max_attempts:
             backend = chain[index]
-            now = time.monotonic()  # the clock of the endpoints' ejections
-            endpoint = pick_endpoint(
-                backend.endpoints,
-                self.tried,
-                panic_threshold=backend.config.health.panic_threshold,
-                # A backend whose endpoints are all ejected panics only if no later backend has one available.
-                panic_when_none=index == len(chain) - 1
-                or not any(later.has_available_endpoint(now) for later in chain[index + 1 :]),
-            )
+            endpoint = retry_on or self._pick(chain, index)
+            retry_on = None
             if endpoint is None:
-                index, on_backend = index + 1, 0
+                index, on_backend, retries = index + 1, 0, 0
                 continue
             if previous is not None and previous is not backend:
                 self.runtime.metrics.child(
@@ -165,19 +202,76 @@ class Forwarder:
                 if self.stream:
                     return await self._stream(chain, backend, endpoint)
                 return await self._plain(backend, endpoint)
+            except ContextTooLong as too_long:
+                previous, self.context_switch = backend, False
+                chain, index, on_backend, retries = self._context_chain(route, [backend]), 0, 0, 0
+                if not chain:
+                    return too_long.response
+                continue
             except RetryableFailure as failure:
                 last = failure
                 self.tried.add(endpoint)
                 previous = backend
                 on_backend += 1
-                # A refused connection, a 5xx or a 429 may be one endpoint's problem: try a sibling (Envoy's retry
-                # on 5xx with host selection), but leave attempts for the fallbacks.
-                last_backend = index == len(chain) - 1
-                if not failure.endpoint_only or (on_backend >= ENDPOINT_TRIES_PER_BACKEND and not last_backend):
-                    index, on_backend = index + 1, 0
+                step = after_failure(
+                    answered=failure.answered,
+                    endpoint_only=failure.endpoint_only,
+                    retry_after_s=retry_after_seconds(failure.retry_after),
+                    tries_on_backend=on_backend,
+                    retries_used=retries,
+                    sibling_left=any(e not in self.tried for e in backend.endpoints),
+                    endpoint_available=endpoint.available(time.monotonic()),
+                    last_backend=index == len(chain) - 1,
+                    time_left_s=self.deadline - self.loop.time(),
+                    policy=backend.retry,
+                    random=random.random,
+                )
+                if step.action == "next":
+                    index, on_backend, retries = index + 1, 0, 0
+                    continue
+                if step.retry:
+                    retries += 1
+                    retry_on = endpoint if step.action == "same" else None
+                    await asyncio.sleep(step.delay_s)
         if last is None:
             raise GatewayError(503, f"No healthy upstream for model {self.route_model!r}.", "no_healthy_upstream")
         raise last.as_gateway_error()
+
+    def _pick(self, chain: list[Backend], index: int) -> Endpoint | None:
+        backend = chain[index]
+        now = time.monotonic()  # the clock of the endpoints' ejections
+        return pick_endpoint(
+            backend.endpoints,
+            self.tried,
+            panic_threshold=backend.config.health.panic_threshold,
+            # A backend whose endpoints are all ejected panics only if no later backend has one available.
+            panic_when_none=index == len(chain) - 1
+            or not any(later.has_available_endpoint(now) for later in chain[index + 1 :]),
+        )
+
+    def _first_chain(self, route: Route) -> list[Backend]:
+        chain = route.chain()
+        if not route.context_fallbacks:
+            return chain
+        self.context_switch = True
+        if clearly_exceeds(self.body, chain[0].max_model_len):
+            # Asking a model whose context the prompt clearly overflows would only buy a 400: go straight on.
+            longer = self._context_chain(route, chain)
+            if longer:
+                self.context_switch = False
+                return longer
+        return chain
+
+    def _context_chain(self, route: Route, skip: list[Backend]) -> list[Backend]:
+        """The route's context fallbacks that might hold the prompt, in order."""
+        return [
+            backend
+            for backend in route.context_fallbacks
+            if backend not in skip and not clearly_exceeds(self.body, backend.max_model_len)
+        ]
+
+    def _price(self, backend: Backend) -> PriceConfig | None:
+        return self.runtime.price(backend, self.exchange.route or self.route_model)
 
     def _payload(self, backend: Backend, body: dict[str, Any] | None = None) -> bytes:
         changes: dict[str, Any] = {}
@@ -223,6 +317,7 @@ class Forwarder:
                 f"Upstream answered {status}: {_upstream_message(data)}",
                 endpoint_only=True,
                 retry_after=headers.get("Retry-After"),
+                answered=True,
             )
         if status in (401, 403):
             # The backend refused the gateway's own key: a configuration fault, not the client's; others may work.
@@ -232,18 +327,26 @@ class Forwarder:
                 f"Upstream refused the gateway's credentials ({status}); check its api_key_env.",
                 endpoint_only=False,
             )
-        self.exchange.reason = "bad_request"  # the backend refused the request itself, e.g. a prompt too long
-        return web.Response(
+        response = web.Response(
             status=status,
             body=_with_request_id(data, status, self.exchange.request_id),
             content_type="application/json",
             headers={"x-request-id": self.exchange.request_id},
         )
+        self.exchange.reason = "bad_request"  # the backend refused the request itself, e.g. a prompt too long
+        # getattr: test_proxy_unit.py calls this method on a bare stub without the attribute.
+        if getattr(self, "context_switch", False) and is_context_length_error(status, data):
+            raise ContextTooLong(response)
+        return response
 
     async def _plain(self, backend: Backend, endpoint: Endpoint) -> web.Response:
         url = endpoint.base_url + self.path
         endpoint.outstanding += 1
-        attempt_end = self.loop.time() + backend.timeout_s
+        # A plain answer arrives whole: its first byte is its last, so the first-token limit bounds the attempt.
+        limit_s = backend.timeout_s
+        if backend.first_token_timeout_s is not None and backend.first_token_timeout_s < limit_s:
+            limit_s = backend.first_token_timeout_s
+        attempt_end = self.loop.time() + limit_s
         deadline_first = self.deadline <= attempt_end
         timer = asyncio.timeout_at(self.deadline if deadline_first else attempt_end)
         try:
@@ -266,7 +369,9 @@ class Forwarder:
             if deadline_first and timer.expired():
                 raise self._deadline_error() from exc
             endpoint.record_failure()
-            raise RetryableFailure(504, "timeout", f"Upstream {backend.name} timed out.", endpoint_only=True) from exc
+            raise RetryableFailure(
+                504, "timeout", f"Upstream {backend.name} timed out after {limit_s:g} s.", endpoint_only=True
+            ) from exc
         except aiohttp.ClientError as exc:
             endpoint.record_failure()
             raise RetryableFailure(
@@ -284,15 +389,18 @@ class Forwarder:
             return passed_on
         if b'"usage"' in data:
             with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
-                self.exchange.add_usage(orjson.loads(data).get("usage"))
+                self.exchange.add_usage(orjson.loads(data).get("usage"), self._price(backend))
         return web.Response(
             status=status,
             body=data,
             headers={"Content-Type": content_type, "x-request-id": self.exchange.request_id},
         )
 
+    def _new_relay(self, collect_text: bool) -> SseRelay:
+        return SseRelay(strip_usage_chunk=not self.client_wants_usage, collect_text=collect_text, choices=self.choices)
+
     async def _stream(self, chain: list[Backend], backend: Backend, endpoint: Endpoint) -> web.StreamResponse:
-        relay = SseRelay(strip_usage_chunk=not self.client_wants_usage, collect_text=self.recovery)
+        relay = self._new_relay(self.recovery)
         try:
             try:
                 passed_on = await self._relay(backend, endpoint, self._payload(backend), relay)
@@ -300,6 +408,8 @@ class Forwarder:
                     return passed_on
             except StreamBroken as broken:
                 self.tried.add(endpoint)
+                self._bill_broken(backend, relay, self.body)
+                self.context_switch = False  # too late for that: the client has part of the answer
                 if broken.recoverable and self.recovery:
                     await self._recover(chain, relay.text, relay.content_events, broken)
                 else:
@@ -308,6 +418,14 @@ class Forwarder:
             self.exchange.status, self.exchange.reason = 499, "client_closed"
         # 499 (nginx's "client closed request") only reaches the audit: nobody is left to read it.
         return self.response if self.response is not None else web.Response(status=499)
+
+    def _bill_broken(self, backend: Backend, relay: SseRelay, body: dict[str, Any]) -> None:
+        """Bill what a broken attempt delivered: its own usage if it sent one, else an estimate (README: tokens)."""
+        if relay.usage:
+            self.exchange.add_usage(relay.usage, self._price(backend))
+        elif relay.content_events:
+            prompt = estimate_tokens(prompt_chars(body))
+            self.exchange.add_tokens(prompt, relay.content_events, self._price(backend))
 
     async def _begin_stream(self) -> web.StreamResponse:
         response = web.StreamResponse(
@@ -341,10 +459,14 @@ class Forwarder:
         """
         url = endpoint.base_url + self.path
         endpoint.outstanding += 1
-        deadline = asyncio.timeout_at(self.deadline)
+        first_token_s = backend.first_token_timeout_s
+        first_token_at = self.loop.time() + first_token_s if first_token_s is not None else self.deadline
+        # Until the first content the timer is the first-token limit; then the request's deadline.
+        waiting = first_token_at < self.deadline
+        timer = asyncio.timeout_at(first_token_at if waiting else self.deadline)
         try:
             async with (
-                deadline,
+                timer,
                 backend.session.post(
                     url, data=payload, headers=self._headers(backend), timeout=backend.client_timeout
                 ) as upstream,
@@ -356,28 +478,46 @@ class Forwarder:
                 last = b""
                 async for chunk in upstream.content.iter_any():
                     out = relay.feed(chunk)
+                    if relay.malformed is not None:
+                        if out:
+                            await self._send(out)  # the valid events before the bad one
+                        raise MalformedStream(relay.malformed)
+                    if waiting and relay.started:
+                        timer.reschedule(self.deadline)
+                        waiting = False
                     if relay.done:
                         # Held back to leave with the end of the chunked body: one socket write per stream fewer.
                         last += out
                     elif out:
                         await self._send(out)
-            if not relay.done:
-                raise aiohttp.ClientPayloadError("the upstream ended the stream without [DONE]")
+                if not relay.done:
+                    # A stream that ended cleanly after every choice's finish_reason is complete without [DONE].
+                    ending = relay.complete_without_done()
+                    if ending is None:
+                        raise aiohttp.ClientPayloadError("the upstream ended the stream without [DONE]")
+                    last += ending
         except TimeoutError as exc:
             # expired(), not the clock: the loop may run the deadline's timer a hair before its time.
-            if deadline.expired():
+            if timer.expired() and not waiting:
                 if self.response is None:
                     raise self._deadline_error() from exc
                 raise StreamBroken("timeout", self._deadline_error().message, recoverable=False) from exc
             endpoint.record_failure()
-            self._fail(backend, "timeout", f"Upstream {backend.name} timed out.", exc)
+            message = f"Upstream {backend.name} timed out."
+            if waiting and timer.expired():
+                message = f"Upstream {backend.name} sent no first token within {first_token_s:g} s."
+            self._fail(backend, "timeout", message, exc)
+        except MalformedStream as exc:
+            endpoint.record_failure()
+            self.runtime.metrics.child(self.runtime.metrics.malformed_events, backend.name).inc()
+            self._fail(backend, "upstream_error", f"Upstream {backend.name} sent {exc}.", exc)
         except aiohttp.ClientError as exc:
             endpoint.record_failure()
             self._fail(backend, "upstream_error", f"Upstream {backend.name} failed: {exc.__class__.__name__}", exc)
         finally:
             endpoint.outstanding -= 1
         endpoint.record_success()
-        self.exchange.add_usage(relay.usage)
+        self.exchange.add_usage(relay.usage, self._price(backend))
         try:
             response = self.response or await self._begin_stream()
             await response.write_eof(last)
@@ -394,7 +534,10 @@ class Forwarder:
         # An error event and no [DONE]: the client can tell a broken answer from a finished one.
         self.exchange.status = 504 if broken.reason == "timeout" else 502
         self.exchange.reason = "stream_interrupted" if broken.reason != "timeout" else "timeout"
-        payload = error_body(self.exchange.status, broken.message, self.exchange.request_id, code=broken.reason)
+        message = broken.message
+        if self.exchange.recovery is not None:
+            message += f" Recovery failed: {self.exchange.recovery}"
+        payload = error_body(self.exchange.status, message, self.exchange.request_id, code=broken.reason)
         try:
             await self._send(error_event(payload))
             assert self.response is not None
@@ -403,7 +546,11 @@ class Forwarder:
             pass
 
     async def _recover(self, chain: list[Backend], text: str, events: int, broken: StreamBroken) -> None:
-        """Continue a broken chat answer on another vLLM endpoint, after what the client already has."""
+        """Continue a broken chat answer on another vLLM endpoint, after what the client already has.
+
+        The client's error event, if it comes to that, names the first break (why the answer broke); the audit
+        also records why recovery failed (`recovery`).
+        """
         max_attempts = self.runtime.config.server.max_attempts
         for backend in chain:
             if backend.kind != "vllm":
@@ -416,24 +563,28 @@ class Forwarder:
                     break
                 self.exchange.attempts += 1
                 self.exchange.backend, self.exchange.endpoint = backend.name, endpoint.label
-                relay = SseRelay(strip_usage_chunk=not self.client_wants_usage, collect_text=True)
+                relay = self._new_relay(collect_text=True)
+                # The client's usage chunk, if it asked for one, counts every attempt, as the audit does.
+                relay.usage_offset = (self.exchange.prompt_tokens, self.exchange.completion_tokens)
+                body = self._continuation(text, events)
                 try:
-                    refused = await self._relay(
-                        backend, endpoint, self._payload(backend, self._continuation(text, events)), relay
-                    )
+                    refused = await self._relay(backend, endpoint, self._payload(backend, body), relay)
                     if refused is None:
+                        self.exchange.recovery = None
                         return
                     # A 4xx for the continuation: the client already has a 200 stream, so try elsewhere.
                     self.tried.add(endpoint)
-                    message = f"Upstream {backend.name} refused the continuation ({refused.status})."
-                    broken = StreamBroken("upstream_error", message, recoverable=True)
+                    self.exchange.recovery = f"Upstream {backend.name} refused the continuation ({refused.status})."
                 except StreamBroken as again:
                     self.tried.add(endpoint)
-                    text, events, broken = text + relay.text, events + relay.content_events, again
+                    self._bill_broken(backend, relay, body)
+                    text, events = text + relay.text, events + relay.content_events
+                    self.exchange.recovery = again.message
                     if not again.recoverable:
                         break
-                except RetryableFailure:
+                except RetryableFailure as failure:
                     self.tried.add(endpoint)
+                    self.exchange.recovery = failure.message
         await self.end_with_error(broken)
 
     def _continuation(self, text: str, events: int) -> dict[str, Any]:

@@ -20,6 +20,7 @@ class Route:
         self.weights = [target.weight for target in config.targets]
         self.cumulative = list(itertools.accumulate(self.weights))
         self.fallbacks = [backends[name] for name in config.fallbacks]
+        self.context_fallbacks = [backends[name] for name in config.context_fallbacks]
 
     def chain(self) -> list[Backend]:
         """Backends to try in order: one target chosen by weight, then the fallbacks."""

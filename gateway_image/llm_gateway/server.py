@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .accounting import Ledger, cost_usd
+from .accounting import Ledger
 from .auth import TokenBucket
 from .config import ConfigError, GatewayConfig, load_config
 from .errors import GatewayError, error_response
@@ -203,9 +203,7 @@ class Gateway:
         if exchange.reason is not None:
             series.errors(exchange.reason).inc()
         if exchange.prompt_tokens or exchange.completion_tokens:
-            backend = runtime.backends.get(exchange.backend)
-            price = runtime.price(backend, exchange.route) if backend is not None else None
-            exchange.cost_usd = cost_usd(price, exchange.prompt_tokens, exchange.completion_tokens)
+            # The cost was added up per attempt, each at its backend's price (a recovered stream has several).
             series.input_tokens.inc(exchange.prompt_tokens)
             series.output_tokens.inc(exchange.completion_tokens)
             if exchange.cost_usd:
@@ -227,6 +225,7 @@ class Gateway:
             "attempts": exchange.attempts,
             "status": status,
             "error": exchange.reason,
+            "recovery_error": exchange.recovery,
             "stream": exchange.stream,
             "prompt_tokens": exchange.prompt_tokens,
             "completion_tokens": exchange.completion_tokens,
@@ -272,7 +271,8 @@ def _carry_health(old: Runtime, new: Runtime) -> None:
             before = known.get(endpoint.base_url)
             if before is not None:
                 endpoint.healthy, endpoint.failures = before.healthy, before.failures
-                endpoint.ejected_until = before.ejected_until
+                endpoint.check_failures, endpoint.ejections = before.check_failures, before.ejections
+                endpoint.ejected_until, endpoint.ejected_by_requests = before.ejected_until, before.ejected_by_requests
                 backend.publish_health(endpoint)
 
 

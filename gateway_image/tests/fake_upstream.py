@@ -30,6 +30,11 @@ class Behaviour:
     hold_after_chunks: int | None = None  # wait for `release` after this many content chunks
     release: asyncio.Event | None = None
     answer: str = ANSWER
+    fail_count: int | None = None  # with `status`: fail only this many requests, then answer normally
+    omit_done: bool = False  # end a complete stream (finish_reason, usage) without `data: [DONE]`
+    malformed_after_chunks: int | None = None  # send an event that is not JSON after this many content chunks
+    first_token_delay_s: float = 0.0  # headers and the role chunk at once, then this wait before the first token
+    max_model_len: int | None = None  # answer 400 as vLLM 0.32 does when the prompt's words exceed it
 
 
 @dataclass
@@ -90,7 +95,22 @@ class FakeUpstream:
         self.headers.append(dict(request.headers))
         if self.behaviour.latency_s:
             await asyncio.sleep(self.behaviour.latency_s)
-        if self.behaviour.status != 200:
+        if self.behaviour.max_model_len is not None:
+            words = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+            if words > self.behaviour.max_model_len:
+                # vLLM 0.32's wording (vllm/renderers/params.py, _token_len_check), its 400 and error type.
+                message = (
+                    f"This model's maximum context length is {self.behaviour.max_model_len} tokens. However, your "
+                    f"prompt contains {words} input tokens, which exceeds this limit even without any output tokens. "
+                    "Please reduce the length of the input prompt."
+                )
+                error = {"message": message, "type": "BadRequestError", "param": "input_tokens", "code": 400}
+                return web.json_response({"error": error}, status=400)
+        failing = self.behaviour.status != 200
+        if failing and self.behaviour.fail_count is not None:
+            failing = self.behaviour.fail_count > 0
+            self.behaviour.fail_count -= 1
+        if failing:
             headers = {"Retry-After": self.behaviour.retry_after} if self.behaviour.retry_after else None
             return web.json_response(
                 {"error": {"message": f"{self.name} fails", "type": "server_error", "param": None, "code": None}},
@@ -155,8 +175,12 @@ class FakeUpstream:
             await response.write(b"data: " + orjson.dumps(payload) + b"\n\n")
 
         await send({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
+        if self.behaviour.first_token_delay_s:
+            await asyncio.sleep(self.behaviour.first_token_delay_s)
         for i, word in enumerate(words):
             behaviour = self.behaviour
+            if behaviour.malformed_after_chunks is not None and i == behaviour.malformed_after_chunks:
+                await response.write(b'data: {"choices": [{"index": 0, "delta": {"content": "trunc\n\n')
             if behaviour.cut_after_chunks is not None and i == behaviour.cut_after_chunks:
                 assert request.transport is not None
                 request.transport.abort()  # the upstream dies mid-answer
@@ -173,7 +197,8 @@ class FakeUpstream:
         if options.get("include_usage"):
             usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words)}
             await send({**base, "choices": [], "usage": {**usage, "total_tokens": sum(usage.values())}})
-        await response.write(b"data: [DONE]\n\n")
+        if not self.behaviour.omit_done:
+            await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
 
