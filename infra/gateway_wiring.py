@@ -16,6 +16,7 @@ from llm_gateway.config import parse_config
 
 from components.cluster import SYSTEM_NODE_LABEL
 from components.gateway import PORT, Gateway, GatewayArgs
+from components.naming import VLLM_PORT, vllm_headless_host
 from infra.config import PlatformConfig
 from infra.secrets import Secrets
 
@@ -32,9 +33,12 @@ def gateway_config(platform: PlatformConfig, team_key_hashes: dict[str, list[str
             "name": model.name,
             "kind": "vllm",
             # The headless Service: one A record per ready pod, so the gateway balances pods itself.
-            "dns": {"host": f"{model.name}-pods.{ns}.svc.cluster.local", "port": 8000, "refresh_s": 5.0},
+            "dns": {"host": vllm_headless_host(model.name, ns), "port": VLLM_PORT, "refresh_s": 5.0},
             "api_key_env": VLLM_KEY_ENV,
             "model": model.name,
+            # The same limit vLLM is started with: a prompt clearly longer goes to the route's context_fallbacks
+            # before any attempt, instead of costing a 400 from vLLM first.
+            "max_model_len": model.max_model_len,
         }
         for model in platform.models
     ]

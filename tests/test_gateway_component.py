@@ -137,3 +137,20 @@ def test_prod_exposes_an_internal_nlb_with_tls_from_acm() -> None:
     assert annotations["service.beta.kubernetes.io/aws-load-balancer-ssl-cert"].startswith("arn:aws:acm:")
     assert service["spec"]["ports"] == [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": "http"}]
     assert not [o for o in rendered("dev").kubernetes_objects() if o["metadata"]["name"] == "llm-gateway-nlb"]
+
+
+def test_the_gateway_knows_each_models_context_length_and_prod_sends_longer_prompts_to_openai() -> None:
+    # Stack files: prod serves both Llama models with max_model_len 32768, dev its 8B with 8192; gpt-4o-mini (the
+    # managed fallback) takes 128k tokens, so prod routes a prompt too long for a Llama model there before any attempt.
+    prod = parse_config(_config(rendered("prod")))
+    assert {b.name: b.max_model_len for b in prod.backends} == {
+        "llama-3-3-70b": 32768,
+        "llama-3-1-8b": 32768,
+        "openai": None,
+    }
+    assert {r.model: r.context_fallbacks for r in prod.routes} == {
+        "llama-3-1-8b": ["openai"],
+        "llama-3-3-70b": ["openai"],
+    }
+    dev = parse_config(_config(rendered("dev")))
+    assert [(b.name, b.max_model_len) for b in dev.backends] == [("llama-3-1-8b", 8192)]
