@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pulumi
+
+from components.gateway import Gateway, GatewayArgs
 from components.vllm_deployment import VllmDeployment, VllmDeploymentArgs, VllmServeOptions
 from infra import render
 
@@ -78,3 +81,43 @@ def test_vllm_deployment_alone() -> None:
     assert objects[("kubernetes:core/v1:Service", "tiny-pods")]["spec"]["clusterIP"] == "None"
     assert objects[("kubernetes:core/v1:Service", "tiny-pods")]["metadata"]["name"] == "tiny-pods"
     assert objects[("kubernetes:core/v1:Secret", "tiny-credentials")]["stringData"] == {"vllmApiKey": "[secret]"}
+
+
+def test_gateway_alone() -> None:
+    args = GatewayArgs(
+        namespace="ns",
+        image="gw:1",
+        replicas=1,
+        max_replicas=3,
+        config_yaml="routes: []\n",
+        secret_env={"OPENAI_API_KEY": pulumi.Output.secret("sk")},
+        ingress_kind="nlb",
+        certificate_arn="arn:aws:acm:us-east-1:123456789012:certificate/x",
+    )
+    result = build(lambda: Gateway("gw", args))
+    objects = children(result, "llm-serving:index:Gateway")
+    assert sorted(objects) == [
+        ("kubernetes:apps/v1:Deployment", "gw"),
+        ("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "gw"),
+        ("kubernetes:core/v1:ConfigMap", "gw-config"),
+        ("kubernetes:core/v1:Secret", "gw-credentials"),
+        ("kubernetes:core/v1:Service", "gw"),
+        ("kubernetes:core/v1:Service", "gw-nlb"),
+        ("kubernetes:core/v1:ServiceAccount", "gw"),
+        ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "default-deny-ingress"),
+        ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "gw-ingress"),
+        ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "vllm-from-gateway-only"),
+        ("kubernetes:policy/v1:PodDisruptionBudget", "gw"),
+    ]
+    assert objects[("kubernetes:core/v1:ConfigMap", "gw-config")]["data"] == {"config.yaml": "routes: []\n"}
+    template = objects[("kubernetes:apps/v1:Deployment", "gw")]["spec"]["template"]
+    # sha256 of "routes: []\n", computed with `printf 'routes: []\n' | sha256sum`.
+    assert template["metadata"]["annotations"]["checksum/config"] == (
+        "53c772ade0170baffdebe3ab4e3302735401c3611535f3547361d29bd3223bd0"
+    )
+    (container,) = template["spec"]["containers"]
+    assert container["image"] == "gw:1"
+    assert container["env"] == [
+        {"name": "OPENAI_API_KEY", "valueFrom": {"secretKeyRef": {"name": "gw-credentials", "key": "OPENAI_API_KEY"}}}
+    ]
+    assert objects[("kubernetes:core/v1:Service", "gw-nlb")]["spec"]["type"] == "LoadBalancer"
