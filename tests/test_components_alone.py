@@ -11,7 +11,9 @@ from typing import Any
 
 import pulumi
 
+from components.cluster import Cluster, ClusterArgs
 from components.gateway import Gateway, GatewayArgs
+from components.network import Network, NetworkArgs
 from components.vllm_deployment import VllmDeployment, VllmDeploymentArgs, VllmServeOptions
 from infra import render
 
@@ -121,3 +123,75 @@ def test_gateway_alone() -> None:
         {"name": "OPENAI_API_KEY", "valueFrom": {"secretKeyRef": {"name": "gw-credentials", "key": "OPENAI_API_KEY"}}}
     ]
     assert objects[("kubernetes:core/v1:Service", "gw-nlb")]["spec"]["type"] == "LoadBalancer"
+
+
+def test_network_alone() -> None:
+    result = build(lambda: Network("net", NetworkArgs(cluster_name="c", availability_zones=2)))
+    objects = children(result, "llm-serving:index:Network")
+    names = sorted(name for _, name in objects)
+    # Two zones, one NAT (single): 2 public + 2 private subnets, 3 route tables, 4 associations, 1 EIP + NAT.
+    assert names == [
+        "net-default-sg",
+        "net-igw",
+        "net-nat-a",
+        "net-nat-a-eip",
+        "net-private-a",
+        "net-private-a-rt",
+        "net-private-a-rta",
+        "net-private-b",
+        "net-private-b-rt",
+        "net-private-b-rta",
+        "net-public-a",
+        "net-public-a-rta",
+        "net-public-b",
+        "net-public-b-rta",
+        "net-public-rt",
+        "net-vpc",
+    ]
+    assert objects[("aws:ec2/subnet:Subnet", "net-private-b")]["cidrBlock"] == "10.0.32.0/19"
+    # The mocks' zones are us-east-1a, b, c.
+    assert objects[("aws:ec2/subnet:Subnet", "net-private-b")]["availabilityZone"] == "us-east-1b"
+    routes = objects[("aws:ec2/routeTable:RouteTable", "net-private-b-rt")]["routes"]
+    assert routes == [{"cidrBlock": "0.0.0.0/0", "natGatewayId": "net-nat-a-id"}]
+
+
+def test_network_alone_passes_an_existing_vpc_through_without_children() -> None:
+    args = NetworkArgs(cluster_name="c", existing_vpc_id="vpc-1", existing_private_subnet_ids=["subnet-1"])
+    result = build(lambda: Network("net", args))
+    assert children(result, "llm-serving:index:Network") == {}
+
+
+def test_cluster_alone() -> None:
+    args = ClusterArgs(
+        region="us-east-1",
+        kubernetes_version="1.33",
+        vpc_id="vpc-1",
+        private_subnet_ids=["subnet-a", "subnet-b"],
+        system_instance_types=["m7i.large"],
+        system_min_size=1,
+        system_desired_size=2,
+        system_max_size=3,
+        private_access_cidrs=["10.8.0.0/16"],
+    )
+    result = build(lambda: Cluster("c", args))
+    objects = children(result, "llm-serving:index:Cluster")
+    assert {
+        ("aws:eks/cluster:Cluster", "c"),
+        ("aws:iam/role:Role", "c-cluster-role"),
+        ("aws:kms/key:Key", "c-secrets-key"),
+        ("aws:iam/openIdConnectProvider:OpenIdConnectProvider", "c-oidc"),
+        ("aws:eks/nodeGroup:NodeGroup", "c-system"),
+        ("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "c-api-from-cidr-0"),
+        ("pulumi:providers:kubernetes", "c-k8s"),
+        ("kubernetes:storage.k8s.io/v1:StorageClass", "gp3"),
+    } <= set(objects)
+    cluster = objects[("aws:eks/cluster:Cluster", "c")]
+    assert cluster["version"] == "1.33"
+    assert cluster["vpcConfig"]["subnetIds"] == ["subnet-a", "subnet-b"]
+    assert cluster["encryptionConfig"]["provider"]["keyArn"].endswith(":key/c-secrets-key")
+    nodes = objects[("aws:eks/nodeGroup:NodeGroup", "c-system")]
+    assert nodes["scalingConfig"] == {"minSize": 1, "desiredSize": 2, "maxSize": 3}
+    assert nodes["instanceTypes"] == ["m7i.large"]
+    rule = objects[("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "c-api-from-cidr-0")]
+    # The mocks report the EKS-created security group as sg-<cluster>.
+    assert (rule["cidrIpv4"], rule["fromPort"], rule["securityGroupId"]) == ("10.8.0.0/16", 443, "sg-c")
