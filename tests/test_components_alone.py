@@ -10,8 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pulumi
+import yaml
 
 from components.cluster import Cluster, ClusterArgs
+from components.device_plugin import DevicePlugin, DevicePluginArgs
 from components.gateway import Gateway, GatewayArgs
 from components.network import Network, NetworkArgs
 from components.vllm_deployment import VllmDeployment, VllmDeploymentArgs, VllmServeOptions
@@ -195,3 +197,19 @@ def test_cluster_alone() -> None:
     rule = objects[("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "c-api-from-cidr-0")]
     # The mocks report the EKS-created security group as sg-<cluster>.
     assert (rule["cidrIpv4"], rule["fromPort"], rule["securityGroupId"]) == ("10.8.0.0/16", 443, "sg-c")
+
+
+def test_device_plugin_alone_with_time_slicing() -> None:
+    result = build(lambda: DevicePlugin("dp", DevicePluginArgs(time_slicing_replicas=4)))
+    objects = children(result, "llm-serving:index:DevicePlugin")
+    assert sorted(objects) == [
+        ("kubernetes:apps/v1:DaemonSet", "dp"),
+        ("kubernetes:core/v1:ConfigMap", "dp-config"),
+    ]
+    config = yaml.safe_load(objects[("kubernetes:core/v1:ConfigMap", "dp-config")]["data"]["config.yaml"])
+    assert config["sharing"]["timeSlicing"]["resources"] == [{"name": "nvidia.com/gpu", "replicas": 4}]
+    daemonset = objects[("kubernetes:apps/v1:DaemonSet", "dp")]
+    assert daemonset["metadata"]["namespace"] == "kube-system"
+    template = daemonset["spec"]["template"]
+    assert set(template["metadata"]["annotations"]) == {"llm-serving/config-sha256"}
+    assert template["spec"]["containers"][0]["image"] == "nvcr.io/nvidia/k8s-device-plugin:v0.18.2"
