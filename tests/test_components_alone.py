@@ -12,9 +12,11 @@ from typing import Any
 import pulumi
 import yaml
 
+from components.alerts import AlertSettings
 from components.cluster import Cluster, ClusterArgs
 from components.device_plugin import DevicePlugin, DevicePluginArgs
 from components.gateway import Gateway, GatewayArgs
+from components.monitoring import AutoscaledModel, Monitoring, MonitoringArgs
 from components.network import Network, NetworkArgs
 from components.vllm_deployment import VllmDeployment, VllmDeploymentArgs, VllmServeOptions
 from infra import render
@@ -213,3 +215,52 @@ def test_device_plugin_alone_with_time_slicing() -> None:
     template = daemonset["spec"]["template"]
     assert set(template["metadata"]["annotations"]) == {"llm-serving/config-sha256"}
     assert template["spec"]["containers"][0]["image"] == "nvcr.io/nvidia/k8s-device-plugin:v0.18.2"
+
+
+def test_monitoring_alone_on_a_gpu_cluster_with_one_autoscaled_model() -> None:
+    alerts = AlertSettings(
+        serving_namespace="serving",
+        model_deployments=["m"],
+        requests_waiting=5,
+        requests_waiting_for_minutes=5,
+        kv_cache_usage_ratio=0.9,
+        kv_cache_for_minutes=10,
+        gateway_error_ratio=0.05,
+        fallback_ratio=0.2,
+        team_budget_ratio=0.8,
+        pod_not_ready_minutes=10,
+        min_gpu_nodes=1,
+    )
+    args = MonitoringArgs(
+        serving_namespace="serving",
+        alerts=alerts,
+        grafana_admin_password="pw",
+        gpu_nodes=True,
+        managed_control_plane=True,
+        autoscaled_models=[AutoscaledModel("m", 1, 3, 4.0)],
+    )
+    result = build(lambda: Monitoring("mon", args))
+    objects = children(result, "llm-serving:index:Monitoring")
+    kinds = sorted({kind for kind, _ in objects})
+    assert kinds == [
+        "kubernetes:apps/v1:DaemonSet",
+        "kubernetes:core/v1:ConfigMap",
+        "kubernetes:core/v1:Namespace",
+        "kubernetes:core/v1:Secret",
+        "kubernetes:core/v1:Service",
+        "kubernetes:helm.sh/v3:Release",
+        "kubernetes:keda.sh/v1alpha1:ScaledObject",
+        "kubernetes:monitoring.coreos.com/v1:PodMonitor",
+        "kubernetes:monitoring.coreos.com/v1:PrometheusRule",
+        "kubernetes:monitoring.coreos.com/v1:ServiceMonitor",
+        "kubernetes:networking.k8s.io/v1:NetworkPolicy",
+    ]
+    names = {name for _, name in objects}
+    assert {"mon-kube-prometheus-stack", "mon-keda", "mon-dcgm-exporter", "mon-scaledobject-m"} <= names
+    release = objects[("kubernetes:helm.sh/v3:Release", "mon-kube-prometheus-stack")]
+    assert release["namespace"] == "monitoring"
+    # On a managed control plane the chart's scrapes of what EKS hides are off.
+    assert release["values"]["kubeScheduler"] == {"enabled": False}
+    scaled = objects[("kubernetes:keda.sh/v1alpha1:ScaledObject", "mon-scaledobject-m")]
+    assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (1, 3)
+    assert scaled["spec"]["triggers"][0]["metadata"]["threshold"] == "4"
