@@ -6,16 +6,23 @@ one, then assert the children it registered, their names, and the inputs that ca
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
 import yaml
 
 from components.alerts import AlertSettings
 from components.cluster import Cluster, ClusterArgs
+from components.cluster_addons import ClusterAddons, ClusterAddonsArgs
 from components.device_plugin import DevicePlugin, DevicePluginArgs
 from components.gateway import Gateway, GatewayArgs
+from components.gpu_node_group import GpuNodeGroup, GpuNodeGroupArgs
+from components.load_balancer_controller import LoadBalancerController, LoadBalancerControllerArgs
+from components.metrics_server import MetricsServer, MetricsServerArgs
 from components.monitoring import AutoscaledModel, Monitoring, MonitoringArgs
 from components.network import Network, NetworkArgs
 from components.vllm_deployment import VllmDeployment, VllmDeploymentArgs, VllmServeOptions
@@ -264,3 +271,80 @@ def test_monitoring_alone_on_a_gpu_cluster_with_one_autoscaled_model() -> None:
     scaled = objects[("kubernetes:keda.sh/v1alpha1:ScaledObject", "mon-scaledobject-m")]
     assert (scaled["spec"]["minReplicaCount"], scaled["spec"]["maxReplicaCount"]) == (1, 3)
     assert scaled["spec"]["triggers"][0]["metadata"]["threshold"] == "4"
+
+
+def test_gpu_node_group_alone() -> None:
+    args = GpuNodeGroupArgs(
+        cluster_name="c",
+        subnet_ids=["subnet-a"],
+        instance_types=["g6e.xlarge"],
+        gpu_model="L40S",
+        capacity_type="SPOT",
+        min_size=0,
+        desired_size=1,
+        max_size=4,
+        disk_size_gib=200,
+    )
+    result = build(lambda: GpuNodeGroup("c-l40s", args))
+    objects = children(result, "llm-serving:index:GpuNodeGroup")
+    assert {
+        ("aws:eks/nodeGroup:NodeGroup", "c-l40s"),
+        ("aws:ec2/launchTemplate:LaunchTemplate", "c-l40s-lt"),
+    } <= set(objects)
+    group = objects[("aws:eks/nodeGroup:NodeGroup", "c-l40s")]
+    assert group["capacityType"] == "SPOT"
+    assert group["scalingConfig"] == {"minSize": 0, "desiredSize": 1, "maxSize": 4}
+    assert group["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
+    assert group["labels"] == {
+        "llm-serving/node-group": "c-l40s",
+        "llm-serving/gpu-model": "L40S",
+        "nvidia.com/gpu.present": "true",
+    }
+
+
+def test_cluster_addons_alone() -> None:
+    result = build(lambda: ClusterAddons("c", ClusterAddonsArgs(cluster_name="c", kubernetes_version="1.33")))
+    objects = children(result, "llm-serving:index:ClusterAddons")
+    assert sorted(name for _, name in objects) == ["c-coredns", "c-eks-pod-identity-agent", "c-kube-proxy", "c-vpc-cni"]
+    vpc_cni = objects[("aws:eks/addon:Addon", "c-vpc-cni")]
+    assert vpc_cni["clusterName"] == "c"
+    # NetworkPolicy enforcement is off in the VPC CNI by default (EKS docs: cni-network-policy-configure).
+    assert json.loads(vpc_cni["configurationValues"])["enableNetworkPolicy"] == "true"
+
+
+def test_load_balancer_controller_alone() -> None:
+    def construct() -> None:
+        args = LoadBalancerControllerArgs(
+            cluster_name="c",
+            region="us-east-1",
+            vpc_id="vpc-1",
+            aws_provider=aws.Provider("aws", region="us-east-1"),
+            kubernetes_provider=k8s.Provider("k8s", kubeconfig="{}"),
+        )
+        LoadBalancerController("lbc", args)
+
+    result = build(construct)
+    objects = children(result, "llm-serving:index:LoadBalancerController")
+    assert {
+        ("aws:iam/policy:Policy", "lbc-policy"),
+        ("aws:iam/role:Role", "lbc-role"),
+        ("aws:eks/podIdentityAssociation:PodIdentityAssociation", "lbc-pod-identity"),
+        ("kubernetes:helm.sh/v3:Release", "lbc-release"),
+        ("kubernetes:networking.k8s.io/v1:IngressClass", "lbc-ingress-class"),
+    } <= set(objects)
+    association = objects[("aws:eks/podIdentityAssociation:PodIdentityAssociation", "lbc-pod-identity")]
+    assert (association["namespace"], association["serviceAccount"]) == ("kube-system", "aws-load-balancer-controller")
+    values = objects[("kubernetes:helm.sh/v3:Release", "lbc-release")]["values"]
+    assert (values["clusterName"], values["region"], values["vpcId"]) == ("c", "us-east-1", "vpc-1")
+    ingress_class = objects[("kubernetes:networking.k8s.io/v1:IngressClass", "lbc-ingress-class")]
+    # The controller name the AWS Load Balancer Controller watches IngressClasses for.
+    assert ingress_class["spec"]["controller"] == "ingress.k8s.aws/alb"
+
+
+def test_metrics_server_alone() -> None:
+    result = build(lambda: MetricsServer("ms", MetricsServerArgs(kubelet_insecure_tls=True)))
+    objects = children(result, "llm-serving:index:MetricsServer")
+    ((kind, _), inputs), *rest = objects.items()
+    assert (kind, rest) == ("kubernetes:helm.sh/v3:Release", [])
+    assert inputs["namespace"] == "kube-system"
+    assert inputs["values"]["args"] == ["--kubelet-insecure-tls"]
