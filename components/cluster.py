@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pulumi
@@ -75,7 +76,39 @@ def kubeconfig(cluster_name: str, region: str, endpoint: str, certificate_author
     )
 
 
+def vpc_config(args: ClusterArgs) -> eks.ClusterVpcConfigArgs:
+    """The endpoint's reach: private subnets, and a public endpoint only with its allow-list."""
+    return eks.ClusterVpcConfigArgs(
+        subnet_ids=args.private_subnet_ids,
+        endpoint_private_access=args.endpoint_private_access,
+        endpoint_public_access=args.endpoint_public_access,
+        public_access_cidrs=args.public_access_cidrs if args.endpoint_public_access else None,
+    )
+
+
+def gp3_parameters(args: ClusterArgs) -> dict[str, str]:
+    """The `gp3` StorageClass's parameters: encrypted ext4 gp3, with the configured throughput and IOPS if any.
+
+    `throughput` (MiB/s) and `iops` are the EBS CSI driver's StorageClass parameters
+    (kubernetes-sigs/aws-ebs-csi-driver docs/parameters.md); without them a volume gets 125 MiB/s.
+    """
+    volume_performance = {
+        key: str(value)
+        for key, value in (("throughput", args.volume_throughput_mibps), ("iops", args.volume_iops))
+        if value is not None
+    }
+    return {"type": "gp3", "encrypted": "true", "fsType": "ext4", **volume_performance}
+
+
+def oidc_issuer(identities: Sequence[eks.outputs.ClusterIdentity]) -> str:
+    """The cluster's OIDC issuer URL, or "" while EKS has not reported one."""
+    return (identities[0].oidcs[0].issuer or "") if identities and identities[0].oidcs else ""
+
+
 class Cluster(pulumi.ComponentResource):
+    """The control plane and what it needs to be usable: IAM, KMS, OIDC, private access rules, the system node
+    group, the EBS CSI driver, a Kubernetes provider and the default gp3 StorageClass."""
+
     cluster_name: pulumi.Output[str]
     endpoint: pulumi.Output[str]
     oidc_provider_arn: pulumi.Output[str]
@@ -86,6 +119,58 @@ class Cluster(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("llm-serving:index:Cluster", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        cluster = self._control_plane(name, args)
+        self._private_access_rules(name, args, cluster)
+        issuer: pulumi.Output[str] = cluster.identities.apply(oidc_issuer)
+        oidc = iam.OpenIdConnectProvider(
+            f"{name}-oidc",
+            url=issuer,
+            client_id_lists=["sts.amazonaws.com"],
+            tags=args.tags,
+            opts=child,
+        )
+        system_nodes = self._system_nodes(name, args, cluster)
+        # The add-on turns ACTIVE only once its controller pods run, which needs nodes to schedule on.
+        ebs_csi = self._ebs_csi_driver(name, args, cluster, oidc, issuer, system_nodes)
+
+        self.cluster_name = cluster.name
+        self.endpoint = cluster.endpoint
+        self.oidc_provider_arn = oidc.arn
+        self.oidc_issuer = issuer
+        self.kubeconfig = pulumi.Output.all(cluster.name, cluster.endpoint, cluster.certificate_authority).apply(
+            lambda parts: kubeconfig(parts[0], args.region, parts[1], parts[2]["data"] if parts[2] else "")
+        )
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=self.kubeconfig,
+            enable_server_side_apply=True,
+            opts=child,
+        )
+        # EKS's default class is gp2 with the in-tree provisioner; model caches and Prometheus ask for gp3.
+        self.storage_class = k8s.storage.v1.StorageClass(
+            "gp3",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name="gp3", annotations={"storageclass.kubernetes.io/is-default-class": "true"}
+            ),
+            provisioner="ebs.csi.aws.com",
+            parameters=gp3_parameters(args),
+            volume_binding_mode="WaitForFirstConsumer",
+            allow_volume_expansion=True,
+            reclaim_policy="Delete",
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[ebs_csi]),
+        )
+        self.register_outputs(
+            {
+                "cluster_name": self.cluster_name,
+                "endpoint": self.endpoint,
+                "oidc_provider_arn": self.oidc_provider_arn,
+                "kubeconfig": self.kubeconfig,
+            }
+        )
+
+    def _control_plane(self, name: str, args: ClusterArgs) -> eks.Cluster:
+        """The EKS cluster with its service role and the KMS key that envelope-encrypts Secrets."""
         child = pulumi.ResourceOptions(parent=self)
         cluster_role = iam.Role(
             f"{name}-cluster-role",
@@ -108,17 +193,12 @@ class Cluster(pulumi.ComponentResource):
             tags=args.tags,
             opts=child,
         )
-        cluster = eks.Cluster(
+        return eks.Cluster(
             name,
             name=name,
             version=args.kubernetes_version,
             role_arn=cluster_role.arn,
-            vpc_config=eks.ClusterVpcConfigArgs(
-                subnet_ids=args.private_subnet_ids,
-                endpoint_private_access=args.endpoint_private_access,
-                endpoint_public_access=args.endpoint_public_access,
-                public_access_cidrs=args.public_access_cidrs if args.endpoint_public_access else None,
-            ),
+            vpc_config=vpc_config(args),
             encryption_config=eks.ClusterEncryptionConfigArgs(
                 resources=["secrets"],
                 provider=eks.ClusterEncryptionConfigProviderArgs(key_arn=secrets_key.arn),
@@ -133,20 +213,12 @@ class Cluster(pulumi.ComponentResource):
             tags=args.tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[policy_attachment]),
         )
-        self._private_access_rules(name, args, cluster)
-        issuer: pulumi.Output[str] = cluster.identities.apply(
-            lambda ids: (ids[0].oidcs[0].issuer or "") if ids and ids[0].oidcs else ""
-        )
-        oidc = iam.OpenIdConnectProvider(
-            f"{name}-oidc",
-            url=issuer,
-            client_id_lists=["sts.amazonaws.com"],
-            tags=args.tags,
-            opts=child,
-        )
+
+    def _system_nodes(self, name: str, args: ClusterArgs, cluster: eks.Cluster) -> eks.NodeGroup:
+        """On-demand CPU nodes for the platform's own pods (gateway, controllers, monitoring)."""
         system_role, system_policies = node_role(f"{name}-system", args.tags, self)
         system_template = launch_template(f"{name}-system", args.system_disk_size_gib, args.tags, self)
-        system_nodes = eks.NodeGroup(
+        return eks.NodeGroup(
             f"{name}-system",
             node_group_name=f"{name}-system",
             cluster_name=cluster.name,
@@ -169,50 +241,6 @@ class Cluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self, ignore_changes=["scalingConfig.desiredSize"], depends_on=system_policies
             ),
-        )
-        # The add-on turns ACTIVE only once its controller pods run, which needs nodes to schedule on.
-        ebs_csi = self._ebs_csi_driver(name, args, cluster, oidc, issuer, system_nodes)
-
-        self.cluster_name = cluster.name
-        self.endpoint = cluster.endpoint
-        self.oidc_provider_arn = oidc.arn
-        self.oidc_issuer = issuer
-        self.kubeconfig = pulumi.Output.all(cluster.name, cluster.endpoint, cluster.certificate_authority).apply(
-            lambda parts: kubeconfig(parts[0], args.region, parts[1], parts[2]["data"] if parts[2] else "")
-        )
-        self.provider = k8s.Provider(
-            f"{name}-k8s",
-            kubeconfig=self.kubeconfig,
-            enable_server_side_apply=True,
-            opts=child,
-        )
-        # EKS's default class is gp2 with the in-tree provisioner; model caches and Prometheus ask for gp3.
-        volume_performance = {
-            key: str(value)
-            for key, value in (("throughput", args.volume_throughput_mibps), ("iops", args.volume_iops))
-            if value is not None
-        }
-        self.storage_class = k8s.storage.v1.StorageClass(
-            "gp3",
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name="gp3", annotations={"storageclass.kubernetes.io/is-default-class": "true"}
-            ),
-            provisioner="ebs.csi.aws.com",
-            # `throughput` (MiB/s) and `iops` are the EBS CSI driver's StorageClass parameters
-            # (kubernetes-sigs/aws-ebs-csi-driver docs/parameters.md); without them a volume gets 125 MiB/s.
-            parameters={"type": "gp3", "encrypted": "true", "fsType": "ext4", **volume_performance},
-            volume_binding_mode="WaitForFirstConsumer",
-            allow_volume_expansion=True,
-            reclaim_policy="Delete",
-            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[ebs_csi]),
-        )
-        self.register_outputs(
-            {
-                "cluster_name": self.cluster_name,
-                "endpoint": self.endpoint,
-                "oidc_provider_arn": self.oidc_provider_arn,
-                "kubeconfig": self.kubeconfig,
-            }
         )
 
     def _private_access_rules(self, name: str, args: ClusterArgs, cluster: eks.Cluster) -> None:

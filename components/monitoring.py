@@ -163,9 +163,8 @@ def alertmanager_config(receivers: list[AlertReceiver], repeat_interval: str = "
     }
 
 
-def helm_values(args: MonitoringArgs) -> dict[str, Any]:
-    """kube-prometheus-stack values. No secret ever goes in here: values are stored in the release in clear."""
-    prometheus_spec: dict[str, Any] = {
+def _prometheus_spec(args: MonitoringArgs) -> dict[str, Any]:
+    spec: dict[str, Any] = {
         "retention": args.retention,
         "scrapeInterval": args.scrape_interval,
         "resources": _resources("100m", "512Mi", "1Gi") if args.light else _resources("500m", "2Gi", "4Gi"),
@@ -175,7 +174,7 @@ def helm_values(args: MonitoringArgs) -> dict[str, Any]:
         "ruleSelectorNilUsesHelmValues": False,
     }
     if args.storage_gib is not None:
-        prometheus_spec["storageSpec"] = {
+        spec["storageSpec"] = {
             "volumeClaimTemplate": {
                 "metadata": {"name": "prometheus-db"},
                 "spec": {
@@ -185,7 +184,11 @@ def helm_values(args: MonitoringArgs) -> dict[str, Any]:
                 },
             }
         }
-    grafana: dict[str, Any] = {
+    return spec
+
+
+def _grafana_values(args: MonitoringArgs) -> dict[str, Any]:
+    return {
         "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
         "sidecar": {
             "dashboards": {
@@ -199,10 +202,35 @@ def helm_values(args: MonitoringArgs) -> dict[str, Any]:
         },
         "resources": _resources("50m", "128Mi", "256Mi") if args.light else _resources("100m", "256Mi", "512Mi"),
     }
+
+
+def _unscrapable_control_plane(args: MonitoringArgs) -> dict[str, Any]:
+    """Values that turn off the scrapes (and their rules) of control-plane parts Prometheus cannot reach."""
+    disabled = {
+        component: {"enabled": False}
+        for component in ("kubeEtcd", "kubeScheduler", "kubeControllerManager", "kubeProxy")
+    }
+    if args.light:
+        # A laptop has no etcd/scheduler/controller-manager endpoints to scrape; the rules would only fire.
+        return {"defaultRules": {"create": False}, **disabled}
+    if args.managed_control_plane:
+        # EKS runs etcd, the scheduler and the controller manager out of the cluster's reach: their ServiceMonitors
+        # find no endpoints and KubeSchedulerDown/KubeControllerManagerDown/etcd alerts fire forever. The chart
+        # drops each one's rules with its `enabled` (kube-prometheus-stack-78.2.1
+        # templates/prometheus/rules-1.14/{etcd,kube-scheduler.rules,kubernetes-system-scheduler,
+        # kubernetes-system-controller-manager,kubernetes-system-kube-proxy}.yaml test `.Values.<component>.enabled`).
+        # kube-proxy runs on the nodes but serves metrics on 127.0.0.1:10249 only (kube-proxy's default
+        # metricsBindAddress, kept by the EKS add-on's kube-proxy-config), which Prometheus cannot reach.
+        return disabled
+    return {}
+
+
+def helm_values(args: MonitoringArgs) -> dict[str, Any]:
+    """kube-prometheus-stack values. No secret ever goes in here: values are stored in the release in clear."""
     values: dict[str, Any] = {
         "fullnameOverride": RELEASE_NAME,
-        "prometheus": {"prometheusSpec": prometheus_spec},
-        "grafana": grafana,
+        "prometheus": {"prometheusSpec": _prometheus_spec(args)},
+        "grafana": _grafana_values(args),
         "alertmanager": {"enabled": not args.light},
         # kube-state-metrics feeds the replicas-not-ready and GPU-node alerts, so even the light stack keeps it.
         "kube-state-metrics": {"resources": _resources("10m", "64Mi", "128Mi")},
@@ -216,22 +244,7 @@ def helm_values(args: MonitoringArgs) -> dict[str, Any]:
             alertmanager_spec["secrets"] = [ALERTMANAGER_RECEIVERS_SECRET]
         values["alertmanager"]["alertmanagerSpec"] = alertmanager_spec
         values["alertmanager"]["config"] = alertmanager_config(args.alert_receivers, args.alert_repeat_interval)
-    if args.light:
-        # A laptop has no etcd/scheduler/controller-manager endpoints to scrape; the rules would only fire.
-        values["defaultRules"] = {"create": False}
-        for component in ("kubeEtcd", "kubeScheduler", "kubeControllerManager", "kubeProxy"):
-            values[component] = {"enabled": False}
-    elif args.managed_control_plane:
-        # EKS runs etcd, the scheduler and the controller manager out of the cluster's reach: their ServiceMonitors
-        # find no endpoints and KubeSchedulerDown/KubeControllerManagerDown/etcd alerts fire forever. The chart
-        # drops each one's rules with its `enabled` (kube-prometheus-stack-78.2.1
-        # templates/prometheus/rules-1.14/{etcd,kube-scheduler.rules,kubernetes-system-scheduler,
-        # kubernetes-system-controller-manager,kubernetes-system-kube-proxy}.yaml test `.Values.<component>.enabled`).
-        # kube-proxy runs on the nodes but serves metrics on 127.0.0.1:10249 only (kube-proxy's default
-        # metricsBindAddress, kept by the EKS add-on's kube-proxy-config), which Prometheus cannot reach.
-        for component in ("kubeEtcd", "kubeScheduler", "kubeControllerManager", "kubeProxy"):
-            values[component] = {"enabled": False}
-    return values
+    return {**values, **_unscrapable_control_plane(args)}
 
 
 def _metadata(name: str, namespace: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
@@ -282,6 +295,56 @@ def pod_monitor(name: str, namespace: str, target_namespace: str, app: str, inte
     }
 
 
+def _dcgm_container() -> dict[str, Any]:
+    return {
+        "name": "dcgm-exporter",
+        "image": DCGM_EXPORTER_IMAGE,
+        "command": DCGM_EXPORTER_COMMAND,
+        "args": ["-f", "/etc/dcgm-exporter/custom/dcgm-counters.csv"],
+        "env": [
+            # Without a GPU request the NVIDIA runtime hides the GPUs; the exporter watches all of them and must
+            # not take one away from vLLM.
+            {"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"},
+            {"name": "DCGM_EXPORTER_LISTEN", "value": f":{DCGM_EXPORTER_PORT}"},
+            # Adds pod/namespace labels of the workload using each GPU (pod-resources API).
+            {"name": "DCGM_EXPORTER_KUBERNETES", "value": "true"},
+        ],
+        "ports": [{"name": "metrics", "containerPort": DCGM_EXPORTER_PORT}],
+        "securityContext": {
+            "privileged": False,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": False,
+            "runAsUser": 0,
+            # SYS_ADMIN, and nothing more: DCGM's profiling (DCP) fields such as DCGM_FI_PROF_PIPE_TENSOR_ACTIVE
+            # read the GPU's performance counters, which the driver only opens to CAP_SYS_ADMIN. Full
+            # `privileged` is not needed.
+            "capabilities": {"drop": ["ALL"], "add": ["SYS_ADMIN"]},
+        },
+        # A CPU limit here (unlike Prometheus): an exporter on a GPU node must never take CPU the vLLM engine
+        # needs for scheduling and detokenizing.
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "256Mi"},
+            "limits": {"cpu": "500m", "memory": "512Mi"},
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/health", "port": DCGM_EXPORTER_PORT},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/health", "port": DCGM_EXPORTER_PORT},
+            "initialDelaySeconds": 45,
+            "periodSeconds": 10,
+        },
+        "volumeMounts": [
+            {"name": "counters", "mountPath": "/etc/dcgm-exporter/custom", "readOnly": True},
+            {"name": "pod-resources", "mountPath": "/var/lib/kubelet/pod-resources", "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+
+
 def dcgm_daemonset(namespace: str, counters_configmap: str) -> dict[str, Any]:
     labels = {"app.kubernetes.io/name": "dcgm-exporter"}
     return {
@@ -299,59 +362,7 @@ def dcgm_daemonset(namespace: str, counters_configmap: str) -> dict[str, Any]:
                     "priorityClassName": "system-node-critical",
                     "automountServiceAccountToken": False,
                     "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [
-                        {
-                            "name": "dcgm-exporter",
-                            "image": DCGM_EXPORTER_IMAGE,
-                            "command": DCGM_EXPORTER_COMMAND,
-                            "args": ["-f", "/etc/dcgm-exporter/custom/dcgm-counters.csv"],
-                            "env": [
-                                # Without a GPU request the NVIDIA runtime hides the GPUs; the exporter watches
-                                # all of them and must not take one away from vLLM.
-                                {"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"},
-                                {"name": "DCGM_EXPORTER_LISTEN", "value": f":{DCGM_EXPORTER_PORT}"},
-                                # Adds pod/namespace labels of the workload using each GPU (pod-resources API).
-                                {"name": "DCGM_EXPORTER_KUBERNETES", "value": "true"},
-                            ],
-                            "ports": [{"name": "metrics", "containerPort": DCGM_EXPORTER_PORT}],
-                            "securityContext": {
-                                "privileged": False,
-                                "allowPrivilegeEscalation": False,
-                                "readOnlyRootFilesystem": True,
-                                "runAsNonRoot": False,
-                                "runAsUser": 0,
-                                # SYS_ADMIN, and nothing more: DCGM's profiling (DCP) fields such as
-                                # DCGM_FI_PROF_PIPE_TENSOR_ACTIVE read the GPU's performance counters, which the
-                                # driver only opens to CAP_SYS_ADMIN. Full `privileged` is not needed.
-                                "capabilities": {"drop": ["ALL"], "add": ["SYS_ADMIN"]},
-                            },
-                            # A CPU limit here (unlike Prometheus): an exporter on a GPU node must never take CPU
-                            # the vLLM engine needs for scheduling and detokenizing.
-                            "resources": {
-                                "requests": {"cpu": "100m", "memory": "256Mi"},
-                                "limits": {"cpu": "500m", "memory": "512Mi"},
-                            },
-                            "readinessProbe": {
-                                "httpGet": {"path": "/health", "port": DCGM_EXPORTER_PORT},
-                                "initialDelaySeconds": 10,
-                                "periodSeconds": 10,
-                            },
-                            "livenessProbe": {
-                                "httpGet": {"path": "/health", "port": DCGM_EXPORTER_PORT},
-                                "initialDelaySeconds": 45,
-                                "periodSeconds": 10,
-                            },
-                            "volumeMounts": [
-                                {"name": "counters", "mountPath": "/etc/dcgm-exporter/custom", "readOnly": True},
-                                {
-                                    "name": "pod-resources",
-                                    "mountPath": "/var/lib/kubelet/pod-resources",
-                                    "readOnly": True,
-                                },
-                                {"name": "tmp", "mountPath": "/tmp"},
-                            ],
-                        }
-                    ],
+                    "containers": [_dcgm_container()],
                     "volumes": [
                         {"name": "counters", "configMap": {"name": counters_configmap}},
                         {
@@ -363,6 +374,21 @@ def dcgm_daemonset(namespace: str, counters_configmap: str) -> dict[str, Any]:
                 },
             },
         },
+    }
+
+
+def dcgm_service_monitor_spec(namespace: str, interval: str) -> dict[str, Any]:
+    return {
+        "selector": {"matchLabels": {"app.kubernetes.io/name": "dcgm-exporter"}},
+        "namespaceSelector": {"matchNames": [namespace]},
+        "endpoints": [
+            {
+                "port": "metrics",
+                "interval": interval,
+                # GPU series are per node: name the node, not the exporter pod, in every series.
+                "relabelings": [{"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}],
+            }
+        ],
     }
 
 
@@ -428,6 +454,25 @@ class Monitoring(pulumi.ComponentResource):
             opts=child,
         )
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
+        release = self._kube_prometheus_stack(name, args, namespace, in_ns)
+        after_release = pulumi.ResourceOptions(parent=self, depends_on=[release])
+
+        self._dashboards_and_scrapes(name, args, in_ns, after_release)
+        if args.gpu_nodes:
+            self._dcgm_exporter(name, args, in_ns, after_release)
+        if args.autoscaled_models:
+            self._keda(name, args, child)
+
+        self.namespace = ns
+        self.prometheus_url = f"http://{PROMETHEUS_SERVICE}.{ns}.svc:9090"
+        self.grafana_service = f"{RELEASE_NAME}-grafana.{ns}.svc"
+        self.register_outputs({"namespace": ns, "prometheus_url": self.prometheus_url})
+
+    def _kube_prometheus_stack(
+        self, name: str, args: MonitoringArgs, namespace: k8s.core.v1.Namespace, in_ns: pulumi.ResourceOptions
+    ) -> k8s.helm.v3.Release:
+        """The chart's release, after the Secrets its values only name (Grafana's admin, Alertmanager's receivers)."""
+        ns = args.namespace
         # Grafana reads its admin credentials from this Secret (grafana.admin.existingSecret), so the password never
         # sits in helm values, which helm stores in clear in the release record.
         admin_secret = k8s.core.v1.Secret(
@@ -453,7 +498,7 @@ class Monitoring(pulumi.ComponentResource):
                     opts=in_ns,
                 )
             )
-        release = k8s.helm.v3.Release(
+        return k8s.helm.v3.Release(
             f"{name}-kube-prometheus-stack",
             name=RELEASE_NAME,
             chart=KUBE_PROMETHEUS_STACK_CHART,
@@ -466,8 +511,13 @@ class Monitoring(pulumi.ComponentResource):
             timeout=900,
             opts=pulumi.ResourceOptions(parent=self, depends_on=release_deps),
         )
-        after_release = pulumi.ResourceOptions(parent=self, depends_on=[release])
 
+    def _dashboards_and_scrapes(
+        self, name: str, args: MonitoringArgs, in_ns: pulumi.ResourceOptions, after_release: pulumi.ResourceOptions
+    ) -> None:
+        """Dashboards for Grafana's sidecar; PodMonitors of vLLM and the gateway and the alert rules, once the
+        release has installed their CRDs."""
+        ns = args.namespace
         for filename, dashboard in load_dashboards().items():
             stem = filename.removesuffix(".json")
             k8s.core.v1.ConfigMap(
@@ -497,15 +547,6 @@ class Monitoring(pulumi.ComponentResource):
             spec={"groups": rule_groups(args.alerts)},
             opts=after_release,
         )
-        if args.gpu_nodes:
-            self._dcgm_exporter(name, args, in_ns, after_release)
-        if args.autoscaled_models:
-            self._keda(name, args, child)
-
-        self.namespace = ns
-        self.prometheus_url = f"http://{PROMETHEUS_SERVICE}.{ns}.svc:9090"
-        self.grafana_service = f"{RELEASE_NAME}-grafana.{ns}.svc"
-        self.register_outputs({"namespace": ns, "prometheus_url": self.prometheus_url})
 
     def _dcgm_exporter(
         self, name: str, args: MonitoringArgs, in_ns: pulumi.ResourceOptions, after_release: pulumi.ResourceOptions
@@ -561,18 +602,7 @@ class Monitoring(pulumi.ComponentResource):
             api_version="monitoring.coreos.com/v1",
             kind="ServiceMonitor",
             metadata=_metadata("dcgm-exporter", ns),
-            spec={
-                "selector": {"matchLabels": labels},
-                "namespaceSelector": {"matchNames": [ns]},
-                "endpoints": [
-                    {
-                        "port": "metrics",
-                        "interval": args.scrape_interval,
-                        # GPU series are per node: name the node, not the exporter pod, in every series.
-                        "relabelings": [{"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}],
-                    }
-                ],
-            },
+            spec=dcgm_service_monitor_spec(ns, args.scrape_interval),
             opts=after_release,
         )
 

@@ -205,295 +205,328 @@ class VllmDeploymentArgs:
     cpu_kv_cache_gib: int = 1
 
 
+Labels = dict[str, str]
+
+
+def pod_selector(model_name: str) -> Labels:
+    """The labels a model's Services, disruption budget and spreading rules select its pods by."""
+    return {"app.kubernetes.io/name": VLLM_APP, "app.kubernetes.io/instance": model_name}
+
+
+def pod_labels(model_name: str) -> Labels:
+    """Every object of a model carries these: the selector plus what dashboards and people filter on."""
+    return {
+        **pod_selector(model_name),
+        "llm-serving/model": model_name,
+        "app.kubernetes.io/version": VLLM_VERSION,
+        "app.kubernetes.io/component": "inference",
+    }
+
+
+def uses_shared_claim(args: VllmDeploymentArgs) -> bool:
+    """One cache claim that outlives the pod: only for a `pvc` cache of a model that never runs two replicas.
+
+    A cache volume shared by replicas would need ReadWriteMany; EBS is ReadWriteOnce. One replica gets a claim
+    that outlives the pod (restarts skip the download); several get one ephemeral claim each.
+    """
+    many_replicas = args.replicas > 1 or (args.autoscaling_max_replicas or 0) > 1
+    return args.cache_kind == "pvc" and not many_replicas
+
+
+def _env_from_secret(env_name: str, secret_name: pulumi.Input[str], key: str) -> k8s.core.v1.EnvVarArgs:
+    return k8s.core.v1.EnvVarArgs(
+        name=env_name,
+        value_from=k8s.core.v1.EnvVarSourceArgs(
+            secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=secret_name, key=key)
+        ),
+    )
+
+
+def container_env(args: VllmDeploymentArgs, secret_name: pulumi.Input[str]) -> list[k8s.core.v1.EnvVarArgs]:
+    """The vLLM container's environment: the API key (and HF token) by reference, the writable paths, and on the
+    CPU backend its KV cache size and OpenMP threads."""
+    env = [
+        _env_from_secret("VLLM_API_KEY", secret_name, SECRET_KEY_API_KEY),
+        k8s.core.v1.EnvVarArgs(name="VLLM_NO_USAGE_STATS", value="1"),
+        k8s.core.v1.EnvVarArgs(name="HF_HOME", value=HF_CACHE_DIR),
+        k8s.core.v1.EnvVarArgs(name="HOME", value=HOME_DIR),
+        k8s.core.v1.EnvVarArgs(name="XDG_CACHE_HOME", value=CACHE_DIR),
+        k8s.core.v1.EnvVarArgs(name="XDG_CONFIG_HOME", value=f"{HOME_DIR}/.config"),
+        k8s.core.v1.EnvVarArgs(name="VLLM_CACHE_ROOT", value=f"{CACHE_DIR}/vllm"),
+        k8s.core.v1.EnvVarArgs(name="TMPDIR", value=TMP_DIR),
+        # No HF_HUB_ENABLE_HF_TRANSFER: huggingface_hub 1.x (what vLLM 0.32 ships) ignores it and downloads
+        # through hf-xet.
+    ]
+    if args.hf_token is not None:
+        env.append(_env_from_secret("HF_TOKEN", secret_name, SECRET_KEY_HF_TOKEN))
+    if args.node_group_label is None:
+        env.append(k8s.core.v1.EnvVarArgs(name="VLLM_CPU_KVCACHE_SPACE", value=str(args.cpu_kv_cache_gib)))
+        # vLLM 0.32 vllm/envs.py and vllm/utils/ompmultiprocessing.py: "nobind" skips vLLM's own binding (it
+        # would size the pool from the host's cores) and leaves the worker's OpenMP pool to OMP_NUM_THREADS.
+        env += [
+            k8s.core.v1.EnvVarArgs(name="VLLM_CPU_OMP_THREADS_BIND", value="nobind"),
+            k8s.core.v1.EnvVarArgs(name="OMP_NUM_THREADS", value=str(cpu_omp_threads(args.cpu))),
+        ]
+    return env
+
+
+def cache_claim_spec(args: VllmDeploymentArgs) -> k8s.core.v1.PersistentVolumeClaimSpecArgs:
+    return k8s.core.v1.PersistentVolumeClaimSpecArgs(
+        access_modes=["ReadWriteOnce"],
+        storage_class_name=args.cache_storage_class,
+        resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": f"{args.cache_size_gib}Gi"}),
+    )
+
+
+def cache_volume(args: VllmDeploymentArgs, claim_name: pulumi.Input[str] | None) -> k8s.core.v1.VolumeArgs:
+    """The `model-cache` volume: the node's disk, the shared claim `claim_name`, or an ephemeral claim per pod."""
+    if args.cache_kind == "emptyDir":
+        return k8s.core.v1.VolumeArgs(
+            name="model-cache",
+            empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=f"{args.cache_size_gib}Gi"),
+        )
+    if claim_name is not None:
+        return k8s.core.v1.VolumeArgs(
+            name="model-cache",
+            persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(claim_name=claim_name),
+        )
+    return k8s.core.v1.VolumeArgs(
+        name="model-cache",
+        ephemeral=k8s.core.v1.EphemeralVolumeSourceArgs(
+            volume_claim_template=k8s.core.v1.PersistentVolumeClaimTemplateArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(labels=pod_labels(args.serve.served_model_name)),
+                spec=cache_claim_spec(args),
+            )
+        ),
+    )
+
+
+def scratch_volumes(
+    tensor_parallel_size: int,
+) -> tuple[list[k8s.core.v1.VolumeArgs], list[k8s.core.v1.VolumeMountArgs]]:
+    """The writable paths besides the cache (HOME, /tmp, and /dev/shm under tensor parallelism), with mounts for
+    all of them, the cache's first."""
+    empty_dir = k8s.core.v1.EmptyDirVolumeSourceArgs
+    volumes = [
+        k8s.core.v1.VolumeArgs(name="home", empty_dir=empty_dir(size_limit=f"{HOME_GIB}Gi")),
+        k8s.core.v1.VolumeArgs(name="tmp", empty_dir=empty_dir(size_limit=f"{TMP_GIB}Gi")),
+    ]
+    mounts = [
+        k8s.core.v1.VolumeMountArgs(name="model-cache", mount_path=HF_CACHE_DIR),
+        k8s.core.v1.VolumeMountArgs(name="home", mount_path=HOME_DIR),
+        k8s.core.v1.VolumeMountArgs(name="tmp", mount_path=TMP_DIR),
+    ]
+    if tensor_parallel_size > 1:
+        # NCCL moves tensor-parallel traffic through /dev/shm; the container runtime's 64 MiB default fails.
+        volumes.append(
+            k8s.core.v1.VolumeArgs(name="shm", empty_dir=empty_dir(medium="Memory", size_limit=f"{SHM_GIB}Gi"))
+        )
+        mounts.append(k8s.core.v1.VolumeMountArgs(name="shm", mount_path="/dev/shm"))
+    return volumes, mounts
+
+
+def health_probe(period: int, failures: int, timeout: int) -> k8s.core.v1.ProbeArgs:
+    return k8s.core.v1.ProbeArgs(
+        http_get=k8s.core.v1.HTTPGetActionArgs(path="/health", port="http"),
+        period_seconds=period,
+        failure_threshold=failures,
+        timeout_seconds=timeout,
+    )
+
+
+def startup_probe(startup_budget_seconds: int) -> k8s.core.v1.ProbeArgs:
+    """Failures enough to cover the whole start-up budget at STARTUP_PROBE_PERIOD_SECONDS."""
+    return health_probe(
+        STARTUP_PROBE_PERIOD_SECONDS, math.ceil(startup_budget_seconds / STARTUP_PROBE_PERIOD_SECONDS), 5
+    )
+
+
+def resource_requests(args: VllmDeploymentArgs) -> dict[str, str]:
+    """Requests, equal to the limits: CPU, memory and on GPU nodes the tensor-parallel GPUs."""
+    requests = {"cpu": args.cpu, "memory": args.memory}
+    if args.node_group_label is not None:
+        requests["nvidia.com/gpu"] = str(args.serve.tensor_parallel_size)
+    return requests
+
+
+def container_security_context() -> k8s.core.v1.SecurityContextArgs:
+    return k8s.core.v1.SecurityContextArgs(
+        allow_privilege_escalation=False,
+        read_only_root_filesystem=True,
+        capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+    )
+
+
+def pod_security_context() -> k8s.core.v1.PodSecurityContextArgs:
+    return k8s.core.v1.PodSecurityContextArgs(
+        run_as_non_root=True,
+        run_as_user=RUN_AS_USER,
+        run_as_group=RUN_AS_USER,
+        # The volumes become group-writable for the pod's user. Only when the top folder's owner differs: a
+        # recursive chown of a warm cache claim (100+ GiB) on every start would delay it by minutes.
+        fs_group=RUN_AS_USER,
+        fs_group_change_policy="OnRootMismatch",
+        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+    )
+
+
+def vllm_container(
+    args: VllmDeploymentArgs, env: list[k8s.core.v1.EnvVarArgs], mounts: list[k8s.core.v1.VolumeMountArgs]
+) -> k8s.core.v1.ContainerArgs:
+    requests = resource_requests(args)
+    return k8s.core.v1.ContainerArgs(
+        name="vllm",
+        image=GPU_IMAGE if args.node_group_label is not None else CPU_IMAGE,
+        command=["vllm", "serve"],
+        args=serve_args(args.serve),
+        ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=PORT, protocol="TCP")],
+        env=env,
+        resources=k8s.core.v1.ResourceRequirementsArgs(requests=requests, limits=requests),
+        volume_mounts=mounts,
+        startup_probe=startup_probe(args.startup_budget_seconds),
+        # /health answers from the API process; a busy engine can be slow, so readiness is quick to drop a pod
+        # from the endpoints while liveness waits a minute and a half before a restart.
+        readiness_probe=health_probe(5, 3, 5),
+        liveness_probe=health_probe(15, 6, 10),
+        lifecycle=k8s.core.v1.LifecycleArgs(
+            pre_stop=k8s.core.v1.LifecycleHandlerArgs(sleep=k8s.core.v1.SleepActionArgs(seconds=PRE_STOP_SLEEP_SECONDS))
+        ),
+        security_context=container_security_context(),
+    )
+
+
+def replica_spreading(
+    selector: Labels, replicas: int
+) -> tuple[k8s.core.v1.AffinityArgs | None, list[k8s.core.v1.TopologySpreadConstraintArgs] | None]:
+    """Soft anti-affinity by host and spreading by zone, for more than one replica.
+
+    Soft: GPU capacity is scarce per zone, and a replica that cannot start is worse than two in one zone.
+    """
+    if replicas <= 1:
+        return None, None
+    match = k8s.meta.v1.LabelSelectorArgs(match_labels=selector)
+    affinity = k8s.core.v1.AffinityArgs(
+        pod_anti_affinity=k8s.core.v1.PodAntiAffinityArgs(
+            preferred_during_scheduling_ignored_during_execution=[
+                k8s.core.v1.WeightedPodAffinityTermArgs(
+                    weight=100,
+                    pod_affinity_term=k8s.core.v1.PodAffinityTermArgs(
+                        topology_key="kubernetes.io/hostname", label_selector=match
+                    ),
+                )
+            ]
+        )
+    )
+    spread = [
+        k8s.core.v1.TopologySpreadConstraintArgs(
+            max_skew=1,
+            topology_key="topology.kubernetes.io/zone",
+            when_unsatisfiable="ScheduleAnyway",
+            label_selector=match,
+        )
+    ]
+    return affinity, spread
+
+
+def rollout_strategy(args: VllmDeploymentArgs) -> k8s.apps.v1.DeploymentStrategyArgs:
+    """Surge only when a whole extra replica fits; a GPU replica that cannot be scheduled would stall the rollout.
+
+    A ReadWriteOnce claim cannot follow a new pod to another node either.
+    """
+    can_surge = (
+        args.spare_gpus is None or args.spare_gpus >= args.serve.tensor_parallel_size
+    ) and not uses_shared_claim(args)
+    return k8s.apps.v1.DeploymentStrategyArgs(
+        type="RollingUpdate",
+        rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(
+            max_surge=1 if can_surge else 0, max_unavailable=0 if can_surge else 1
+        ),
+    )
+
+
+def progress_deadline_seconds(args: VllmDeploymentArgs) -> int:
+    """A rollout that makes no progress for this long is failed, and Pulumi's await fails with it
+    (ProgressDeadlineExceeded); a pod waiting for its node and image makes no progress either."""
+    return max(600, 2 * args.startup_budget_seconds, args.await_seconds)
+
+
+def pod_annotations(secret_checksum_value: pulumi.Input[str]) -> dict[str, pulumi.Input[str]]:
+    return {
+        # Env vars from a Secret are read once at container start: a rotated API key or HF token reaches the pods
+        # only if the pod template changes with it.
+        "checksum/secret": secret_checksum_value,
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(PORT),
+        "prometheus.io/path": "/metrics",
+    }
+
+
+def pod_spec(
+    args: VllmDeploymentArgs,
+    service_account_name: pulumi.Input[str],
+    secret_name: pulumi.Input[str],
+    claim_name: pulumi.Input[str] | None,
+) -> k8s.core.v1.PodSpecArgs:
+    """The whole pod: placement on the model's GPU group, the hardened vLLM container, its volumes."""
+    on_gpu = args.node_group_label is not None
+    scratch, mounts = scratch_volumes(args.serve.tensor_parallel_size)
+    affinity, spread = replica_spreading(pod_selector(args.serve.served_model_name), args.replicas)
+    return k8s.core.v1.PodSpecArgs(
+        service_account_name=service_account_name,
+        automount_service_account_token=False,
+        termination_grace_period_seconds=TERMINATION_GRACE_SECONDS,
+        node_selector={NODE_GROUP_LABEL: args.node_group_label} if args.node_group_label is not None else None,
+        tolerations=(
+            [k8s.core.v1.TolerationArgs(key=GPU_TAINT_KEY, operator="Exists", effect="NoSchedule")] if on_gpu else None
+        ),
+        affinity=affinity,
+        topology_spread_constraints=spread,
+        security_context=pod_security_context(),
+        containers=[vllm_container(args, container_env(args, secret_name), mounts)],
+        volumes=[cache_volume(args, claim_name), *scratch],
+    )
+
+
+def secret_data(args: VllmDeploymentArgs) -> dict[str, pulumi.Input[str]]:
+    data: dict[str, pulumi.Input[str]] = {SECRET_KEY_API_KEY: args.api_key}
+    if args.hf_token is not None:
+        data[SECRET_KEY_HF_TOKEN] = args.hf_token
+    return data
+
+
 class VllmDeployment(pulumi.ComponentResource):
+    """A model's credentials, service account, optional cache claim, Deployment, Services and disruption budget.
+
+    The class only registers resources; what goes into them comes from the pure builders above.
+    """
+
     service_url: pulumi.Output[str]
     headless_host: pulumi.Output[str]
 
     def __init__(self, name: str, args: VllmDeploymentArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("llm-serving:index:VllmDeployment", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        serve = args.serve
-        model_name = serve.served_model_name
-        gpus = serve.tensor_parallel_size
         ns = args.namespace
-        on_gpu = args.node_group_label is not None
-        selector = {"app.kubernetes.io/name": VLLM_APP, "app.kubernetes.io/instance": model_name}
-        labels = {
-            **selector,
-            "llm-serving/model": model_name,
-            "app.kubernetes.io/version": VLLM_VERSION,
-            "app.kubernetes.io/component": "inference",
-        }
+        labels = pod_labels(args.serve.served_model_name)
+        selector = pod_selector(args.serve.served_model_name)
 
         def meta(object_name: str) -> k8s.meta.v1.ObjectMetaArgs:
             return k8s.meta.v1.ObjectMetaArgs(name=object_name, namespace=ns, labels=labels)
 
-        secret_data: dict[str, pulumi.Input[str]] = {SECRET_KEY_API_KEY: args.api_key}
-        if args.hf_token is not None:
-            secret_data[SECRET_KEY_HF_TOKEN] = args.hf_token
+        data = secret_data(args)
         secret = k8s.core.v1.Secret(
-            f"{name}-credentials",
-            metadata=meta(f"{name}-credentials"),
-            type="Opaque",
-            string_data=secret_data,
-            opts=child,
+            f"{name}-credentials", metadata=meta(f"{name}-credentials"), type="Opaque", string_data=data, opts=child
         )
         account = k8s.core.v1.ServiceAccount(
             name, metadata=meta(name), automount_service_account_token=False, opts=child
         )
-
-        def from_secret(env_name: str, key: str) -> k8s.core.v1.EnvVarArgs:
-            return k8s.core.v1.EnvVarArgs(
-                name=env_name,
-                value_from=k8s.core.v1.EnvVarSourceArgs(
-                    secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=secret.metadata.name, key=key)
-                ),
-            )
-
-        env = [
-            from_secret("VLLM_API_KEY", SECRET_KEY_API_KEY),
-            k8s.core.v1.EnvVarArgs(name="VLLM_NO_USAGE_STATS", value="1"),
-            k8s.core.v1.EnvVarArgs(name="HF_HOME", value=HF_CACHE_DIR),
-            k8s.core.v1.EnvVarArgs(name="HOME", value=HOME_DIR),
-            k8s.core.v1.EnvVarArgs(name="XDG_CACHE_HOME", value=CACHE_DIR),
-            k8s.core.v1.EnvVarArgs(name="XDG_CONFIG_HOME", value=f"{HOME_DIR}/.config"),
-            k8s.core.v1.EnvVarArgs(name="VLLM_CACHE_ROOT", value=f"{CACHE_DIR}/vllm"),
-            k8s.core.v1.EnvVarArgs(name="TMPDIR", value=TMP_DIR),
-            # No HF_HUB_ENABLE_HF_TRANSFER: huggingface_hub 1.x (what vLLM 0.32 ships) ignores it and downloads
-            # through hf-xet.
-        ]
-        if args.hf_token is not None:
-            env.append(from_secret("HF_TOKEN", SECRET_KEY_HF_TOKEN))
-        if not on_gpu:
-            env.append(k8s.core.v1.EnvVarArgs(name="VLLM_CPU_KVCACHE_SPACE", value=str(args.cpu_kv_cache_gib)))
-            # vLLM 0.32 vllm/envs.py and vllm/utils/ompmultiprocessing.py: "nobind" skips vLLM's own binding (it
-            # would size the pool from the host's cores) and leaves the worker's OpenMP pool to OMP_NUM_THREADS.
-            env += [
-                k8s.core.v1.EnvVarArgs(name="VLLM_CPU_OMP_THREADS_BIND", value="nobind"),
-                k8s.core.v1.EnvVarArgs(name="OMP_NUM_THREADS", value=str(cpu_omp_threads(args.cpu))),
-            ]
-
-        # A cache volume shared by replicas would need ReadWriteMany; EBS is ReadWriteOnce. One replica gets a
-        # claim that outlives the pod (restarts skip the download); several get one ephemeral claim each.
-        many_replicas = args.replicas > 1 or (args.autoscaling_max_replicas or 0) > 1
-        shared_claim = args.cache_kind == "pvc" and not many_replicas
-        volumes: list[k8s.core.v1.VolumeArgs] = []
-        claim_spec = k8s.core.v1.PersistentVolumeClaimSpecArgs(
-            access_modes=["ReadWriteOnce"],
-            storage_class_name=args.cache_storage_class,
-            resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": f"{args.cache_size_gib}Gi"}),
+        claim_name = self._cache_claim(name, args, labels).metadata.name if uses_shared_claim(args) else None
+        template = k8s.core.v1.PodTemplateSpecArgs(
+            metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations=pod_annotations(secret_checksum(data))),
+            spec=pod_spec(args, account.metadata.name, secret.metadata.name, claim_name),
         )
-        if args.cache_kind == "emptyDir":
-            volumes.append(
-                k8s.core.v1.VolumeArgs(
-                    name="model-cache",
-                    empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=f"{args.cache_size_gib}Gi"),
-                )
-            )
-        elif shared_claim:
-            claim = k8s.core.v1.PersistentVolumeClaim(
-                f"{name}-cache",
-                metadata=k8s.meta.v1.ObjectMetaArgs(
-                    name=f"{name}-cache",
-                    namespace=ns,
-                    labels=labels,
-                    # A WaitForFirstConsumer claim binds only once the Deployment's pod is scheduled, and the
-                    # Deployment is registered after the claim (it names it). pulumi-kubernetes v4 awaits a new
-                    # claim until Bound, accepting Pending only if it could read the StorageClass and saw
-                    # WaitForFirstConsumer (provider/pkg/await/awaiters.go, untilCoreV1PersistentVolumeClaimReady):
-                    # a class created in the same update, or an Immediate one, leaves it 5 minutes in a deadlock.
-                    # The Deployment's own await covers the volume: a pod with an unbound claim never gets ready.
-                    annotations={"pulumi.com/skipAwait": "true"},
-                ),
-                spec=claim_spec,
-                opts=child,
-            )
-            volumes.append(
-                k8s.core.v1.VolumeArgs(
-                    name="model-cache",
-                    persistent_volume_claim=k8s.core.v1.PersistentVolumeClaimVolumeSourceArgs(
-                        claim_name=claim.metadata.name
-                    ),
-                )
-            )
-        else:
-            volumes.append(
-                k8s.core.v1.VolumeArgs(
-                    name="model-cache",
-                    ephemeral=k8s.core.v1.EphemeralVolumeSourceArgs(
-                        volume_claim_template=k8s.core.v1.PersistentVolumeClaimTemplateArgs(
-                            metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels), spec=claim_spec
-                        )
-                    ),
-                )
-            )
-        volumes += [
-            k8s.core.v1.VolumeArgs(
-                name="home", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=f"{HOME_GIB}Gi")
-            ),
-            k8s.core.v1.VolumeArgs(
-                name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=f"{TMP_GIB}Gi")
-            ),
-        ]
-        mounts = [
-            k8s.core.v1.VolumeMountArgs(name="model-cache", mount_path=HF_CACHE_DIR),
-            k8s.core.v1.VolumeMountArgs(name="home", mount_path=HOME_DIR),
-            k8s.core.v1.VolumeMountArgs(name="tmp", mount_path=TMP_DIR),
-        ]
-        if gpus > 1:
-            # NCCL moves tensor-parallel traffic through /dev/shm; the container runtime's 64 MiB default fails.
-            volumes.append(
-                k8s.core.v1.VolumeArgs(
-                    name="shm",
-                    empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(medium="Memory", size_limit=f"{SHM_GIB}Gi"),
-                )
-            )
-            mounts.append(k8s.core.v1.VolumeMountArgs(name="shm", mount_path="/dev/shm"))
-
-        requests: dict[str, str] = {"cpu": args.cpu, "memory": args.memory}
-        if on_gpu:
-            requests["nvidia.com/gpu"] = str(gpus)
-
-        def health_probe(period: int, failures: int, timeout: int) -> k8s.core.v1.ProbeArgs:
-            return k8s.core.v1.ProbeArgs(
-                http_get=k8s.core.v1.HTTPGetActionArgs(path="/health", port="http"),
-                period_seconds=period,
-                failure_threshold=failures,
-                timeout_seconds=timeout,
-            )
-
-        container = k8s.core.v1.ContainerArgs(
-            name="vllm",
-            image=GPU_IMAGE if on_gpu else CPU_IMAGE,
-            command=["vllm", "serve"],
-            args=serve_args(serve),
-            ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=PORT, protocol="TCP")],
-            env=env,
-            resources=k8s.core.v1.ResourceRequirementsArgs(requests=requests, limits=requests),
-            volume_mounts=mounts,
-            startup_probe=health_probe(
-                STARTUP_PROBE_PERIOD_SECONDS,
-                math.ceil(args.startup_budget_seconds / STARTUP_PROBE_PERIOD_SECONDS),
-                5,
-            ),
-            # /health answers from the API process; a busy engine can be slow, so readiness is quick to drop a
-            # pod from the endpoints while liveness waits a minute and a half before a restart.
-            readiness_probe=health_probe(5, 3, 5),
-            liveness_probe=health_probe(15, 6, 10),
-            lifecycle=k8s.core.v1.LifecycleArgs(
-                pre_stop=k8s.core.v1.LifecycleHandlerArgs(
-                    sleep=k8s.core.v1.SleepActionArgs(seconds=PRE_STOP_SLEEP_SECONDS)
-                )
-            ),
-            security_context=k8s.core.v1.SecurityContextArgs(
-                allow_privilege_escalation=False,
-                read_only_root_filesystem=True,
-                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-                seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-            ),
-        )
-
-        affinity = None
-        spread = None
-        if args.replicas > 1:
-            # Soft spreading: GPU capacity is scarce per zone, and a replica that cannot start is worse than two
-            # in one zone.
-            affinity = k8s.core.v1.AffinityArgs(
-                pod_anti_affinity=k8s.core.v1.PodAntiAffinityArgs(
-                    preferred_during_scheduling_ignored_during_execution=[
-                        k8s.core.v1.WeightedPodAffinityTermArgs(
-                            weight=100,
-                            pod_affinity_term=k8s.core.v1.PodAffinityTermArgs(
-                                topology_key="kubernetes.io/hostname",
-                                label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
-                            ),
-                        )
-                    ]
-                )
-            )
-            spread = [
-                k8s.core.v1.TopologySpreadConstraintArgs(
-                    max_skew=1,
-                    topology_key="topology.kubernetes.io/zone",
-                    when_unsatisfiable="ScheduleAnyway",
-                    label_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
-                )
-            ]
-
-        # Surge only when a whole extra replica fits; a GPU replica that cannot be scheduled would stall the
-        # rollout. A ReadWriteOnce claim cannot follow a new pod to another node either.
-        can_surge = (args.spare_gpus is None or args.spare_gpus >= gpus) and not shared_claim
-        strategy = k8s.apps.v1.DeploymentStrategyArgs(
-            type="RollingUpdate",
-            rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(
-                max_surge=1 if can_surge else 0, max_unavailable=0 if can_surge else 1
-            ),
-        )
-        k8s.apps.v1.Deployment(
-            name,
-            metadata=k8s.meta.v1.ObjectMetaArgs(
-                name=name,
-                namespace=ns,
-                labels=labels,
-                # Honoured by pulumi-kubernetes v4 for create and update when no customTimeouts option is set
-                # (provider/pkg/metadata/overrides.go, TimeoutDuration); visible in previews and renders, unlike
-                # customTimeouts. A first start waits for a GPU node, a large image and the weights.
-                annotations={"pulumi.com/timeoutSeconds": str(args.await_seconds)},
-            ),
-            spec=k8s.apps.v1.DeploymentSpecArgs(
-                replicas=args.replicas,
-                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
-                strategy=strategy,
-                # A rollout that makes no progress for this long is failed, and Pulumi's await fails with it
-                # (ProgressDeadlineExceeded); a pod waiting for its node and image makes no progress either.
-                progress_deadline_seconds=max(600, 2 * args.startup_budget_seconds, args.await_seconds),
-                template=k8s.core.v1.PodTemplateSpecArgs(
-                    metadata=k8s.meta.v1.ObjectMetaArgs(
-                        labels=labels,
-                        annotations={
-                            # Env vars from a Secret are read once at container start: a rotated API key or HF
-                            # token reaches the pods only if the pod template changes with it.
-                            "checksum/secret": secret_checksum(secret_data),
-                            "prometheus.io/scrape": "true",
-                            "prometheus.io/port": str(PORT),
-                            "prometheus.io/path": "/metrics",
-                        },
-                    ),
-                    spec=k8s.core.v1.PodSpecArgs(
-                        service_account_name=account.metadata.name,
-                        automount_service_account_token=False,
-                        termination_grace_period_seconds=TERMINATION_GRACE_SECONDS,
-                        node_selector=(
-                            {NODE_GROUP_LABEL: args.node_group_label} if args.node_group_label is not None else None
-                        ),
-                        tolerations=(
-                            [k8s.core.v1.TolerationArgs(key=GPU_TAINT_KEY, operator="Exists", effect="NoSchedule")]
-                            if on_gpu
-                            else None
-                        ),
-                        affinity=affinity,
-                        topology_spread_constraints=spread,
-                        security_context=k8s.core.v1.PodSecurityContextArgs(
-                            run_as_non_root=True,
-                            run_as_user=RUN_AS_USER,
-                            run_as_group=RUN_AS_USER,
-                            # The volumes become group-writable for the pod's user. Only when the top folder's
-                            # owner differs: a recursive chown of a warm cache claim (100+ GiB) on every start
-                            # would delay it by minutes.
-                            fs_group=RUN_AS_USER,
-                            fs_group_change_policy="OnRootMismatch",
-                            seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
-                        ),
-                        containers=[container],
-                        volumes=volumes,
-                    ),
-                ),
-            ),
-            # KEDA owns the replica count of an autoscaled model; `pulumi up` must not reset it.
-            opts=pulumi.ResourceOptions(
-                parent=self, ignore_changes=["spec.replicas"] if args.autoscaling_max_replicas is not None else None
-            ),
-        )
+        self._deployment(name, args, labels, template)
         service_port = k8s.core.v1.ServicePortArgs(name="http", port=PORT, target_port="http", protocol="TCP")
         service = k8s.core.v1.Service(
             f"{name}-svc",
@@ -527,3 +560,49 @@ class VllmDeployment(pulumi.ComponentResource):
         self.service_url = pulumi.Output.concat("http://", service.metadata.name, ".", ns, ".svc:", str(PORT), "/v1")
         self.headless_host = pulumi.Output.concat(headless.metadata.name, ".", ns, ".svc")
         self.register_outputs({"service_url": self.service_url, "headless_host": self.headless_host})
+
+    def _cache_claim(self, name: str, args: VllmDeploymentArgs, labels: Labels) -> k8s.core.v1.PersistentVolumeClaim:
+        return k8s.core.v1.PersistentVolumeClaim(
+            f"{name}-cache",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=f"{name}-cache",
+                namespace=args.namespace,
+                labels=labels,
+                # A WaitForFirstConsumer claim binds only once the Deployment's pod is scheduled, and the
+                # Deployment is registered after the claim (it names it). pulumi-kubernetes v4 awaits a new claim
+                # until Bound, accepting Pending only if it could read the StorageClass and saw
+                # WaitForFirstConsumer (provider/pkg/await/awaiters.go, untilCoreV1PersistentVolumeClaimReady): a
+                # class created in the same update, or an Immediate one, leaves it 5 minutes in a deadlock. The
+                # Deployment's own await covers the volume: a pod with an unbound claim never gets ready.
+                annotations={"pulumi.com/skipAwait": "true"},
+            ),
+            spec=cache_claim_spec(args),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _deployment(
+        self, name: str, args: VllmDeploymentArgs, labels: Labels, template: k8s.core.v1.PodTemplateSpecArgs
+    ) -> k8s.apps.v1.Deployment:
+        return k8s.apps.v1.Deployment(
+            name,
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=name,
+                namespace=args.namespace,
+                labels=labels,
+                # Honoured by pulumi-kubernetes v4 for create and update when no customTimeouts option is set
+                # (provider/pkg/metadata/overrides.go, TimeoutDuration); visible in previews and renders, unlike
+                # customTimeouts. A first start waits for a GPU node, a large image and the weights.
+                annotations={"pulumi.com/timeoutSeconds": str(args.await_seconds)},
+            ),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=args.replicas,
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=pod_selector(args.serve.served_model_name)),
+                strategy=rollout_strategy(args),
+                progress_deadline_seconds=progress_deadline_seconds(args),
+                template=template,
+            ),
+            # KEDA owns the replica count of an autoscaled model; `pulumi up` must not reset it.
+            opts=pulumi.ResourceOptions(
+                parent=self, ignore_changes=["spec.replicas"] if args.autoscaling_max_replicas is not None else None
+            ),
+        )

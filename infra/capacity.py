@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from infra.instances import SPOT_DISCOUNT, InstanceType, lookup
 from infra.models import ModelArchitecture, lookup_model
@@ -235,6 +235,149 @@ def _quantization_problems(
     return problems, notes
 
 
+def _check_inputs(
+    gpus_per_replica: int, replicas: int, node_group_max_size: int, max_model_len: int, gpu_memory_utilization: float
+) -> None:
+    if gpus_per_replica < 1 or replicas < 1 or node_group_max_size < 0 or max_model_len < 1:
+        raise ValueError(
+            f"gpus_per_replica ({gpus_per_replica}), replicas ({replicas}) and "
+            f"max_model_len ({max_model_len}) must be >= 1 and node_group_max_size "
+            f"({node_group_max_size}) >= 0"
+        )
+    if not 0 < gpu_memory_utilization <= 1:
+        raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
+
+
+@dataclass(frozen=True)
+class _GpuMemory:
+    """One GPU's memory as vLLM divides it: the budget, then weights, overhead, and the KV cache in the rest."""
+
+    budget: float
+    weights: int
+    kv_per_token: int
+    activation: int
+    overhead: int
+    kv_memory: int
+    blocks: int
+    tokens: int
+
+
+def _gpu_memory(
+    model: ModelArchitecture,
+    instance: InstanceType,
+    tp: int,
+    quantization: Quantization,
+    dtype: Dtype,
+    kv_cache_dtype: KvCacheDtype,
+    gpu_memory_utilization: float,
+    batched: int,
+    max_num_seqs: int,
+    engine: Engine,
+) -> _GpuMemory:
+    dtype_bytes = 4 if dtype == "float32" else 2
+    kv_bytes = 1 if kv_cache_dtype == "fp8" else dtype_bytes
+    weights = _weight_bytes_per_gpu(model, quantization, dtype_bytes, tp)
+    kv_per_token = 2 * model.num_hidden_layers * _kv_heads_per_gpu(model, tp) * model.resolved_head_dim * kv_bytes
+    activation = activation_peak_bytes(model, tp, batched, max_num_seqs, dtype_bytes, engine)
+    non_torch = NON_TORCH_BYTES + (TENSOR_PARALLEL_NON_TORCH_BYTES if tp > 1 else 0)
+    overhead = non_torch + activation
+    budget = instance.gpu_memory_gib * GIB * gpu_memory_utilization
+    kv_memory = int(budget - weights - overhead)
+    blocks = max(0, kv_memory) // (BLOCK_SIZE * kv_per_token)
+    return _GpuMemory(budget, weights, kv_per_token, activation, overhead, kv_memory, blocks, blocks * BLOCK_SIZE)
+
+
+def _memory_problems(
+    memory: _GpuMemory, instance: InstanceType, max_model_len: int, gpu_memory_utilization: float
+) -> list[str]:
+    if instance.gpu is None:
+        return []
+    gpu_name = instance.gpu_model or "no GPU"
+    if memory.weights > memory.budget:
+        return [
+            f"weights need {_gib(memory.weights)} per GPU but {gpu_name} has {instance.gpu_memory_gib:.2f} GiB x "
+            f"{gpu_memory_utilization:.2f} = {_gib(memory.budget)}; use more GPUs per replica, quantization, or a "
+            "larger GPU"
+        ]
+    if memory.tokens < max_model_len:
+        return [
+            f"KV cache holds {memory.tokens} tokens per replica ({_gib(max(0, memory.kv_memory))} per GPU left of "
+            f"{instance.gpu_memory_gib:.2f} GiB x {gpu_memory_utilization:.2f} = {_gib(memory.budget)} after "
+            f"{_gib(memory.weights)} of weights and {_gib(memory.overhead)} of activations and workspace) but one "
+            f"sequence at max_model_len {max_model_len} needs {_gib(max_model_len * memory.kv_per_token)}; "
+            f"lower max_model_len to at most {memory.tokens}, raise gpu_memory_utilization, use kv_cache_dtype "
+            "fp8, or add GPUs"
+        ]
+    return []
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """Replicas on nodes: how many fit one node, the nodes they take, and what a node costs per hour."""
+
+    replicas_per_node: int
+    nodes: int
+    node_price: float
+    per_replica: float
+    problems: list[str]
+
+
+def _placement(
+    instance: InstanceType, tp: int, replicas: int, node_group_max_size: int, capacity_type: CapacityType
+) -> _Placement:
+    problems: list[str] = []
+    replicas_per_node = instance.gpu_count // tp if instance.gpu_count else 0
+    if instance.gpu is not None and replicas_per_node:
+        room = node_group_max_size * replicas_per_node
+        if replicas > room:
+            problems.append(
+                f"{replicas} replicas x {tp} GPU(s) need {replicas * tp} GPUs in whole-replica slots, "
+                f"but the node group's max size {node_group_max_size} x {instance.gpu_count} GPU(s) per "
+                f"{instance.name} holds {room} replica(s) of {tp} GPU(s); raise the node group's max size to "
+                f"{math.ceil(replicas / replicas_per_node)} or run fewer replicas"
+            )
+    nodes_per_slot = 1 if replicas_per_node else max(1, math.ceil(tp / max(1, instance.gpu_count)))
+    nodes = math.ceil(replicas / replicas_per_node) if replicas_per_node else replicas * nodes_per_slot
+    node_price = instance.on_demand_usd_per_hour * ((1 - SPOT_DISCOUNT) if capacity_type == "SPOT" else 1.0)
+    per_replica = node_price / replicas_per_node if replicas_per_node else node_price * nodes_per_slot
+    return _Placement(replicas_per_node, nodes, node_price, per_replica, problems)
+
+
+def _fit_problems(
+    model: ModelArchitecture,
+    instance: InstanceType,
+    tp: int,
+    quantization: Quantization,
+    dtype: Dtype,
+    max_model_len: int,
+) -> tuple[list[str], list[str]]:
+    """What vLLM would refuse before any memory is counted: tensor parallelism, quantization, context length."""
+    problems = _tensor_parallel_problems(model, tp, instance)
+    quant_problems, notes = _quantization_problems(quantization, dtype, instance)
+    problems += quant_problems
+    if max_model_len > model.max_position_embeddings:
+        problems.append(
+            f"max_model_len {max_model_len} exceeds the model's max_position_embeddings "
+            f"{model.max_position_embeddings}; vLLM refuses a longer context without rope scaling"
+        )
+    return problems, notes
+
+
+def _memory_fields(memory: _GpuMemory, tp: int, max_model_len: int) -> dict[str, Any]:
+    """The CapacityPlan fields that come from one GPU's memory split."""
+    return {
+        "weight_bytes_per_gpu": memory.weights,
+        "kv_cache_bytes_per_token_per_gpu": memory.kv_per_token,
+        "kv_cache_bytes_per_token_total": memory.kv_per_token * tp,
+        "activation_peak_bytes_per_gpu": memory.activation,
+        "overhead_bytes_per_gpu": memory.overhead,
+        "kv_cache_memory_bytes_per_gpu": memory.kv_memory,
+        "gpu_blocks": memory.blocks,
+        "kv_cache_tokens": memory.tokens,
+        "max_concurrency": round(memory.tokens / max_model_len, 2),
+    }
+
+
 def plan_capacity(
     model: ModelArchitecture | str,
     instance_type: InstanceType | str,
@@ -261,71 +404,16 @@ def plan_capacity(
     if isinstance(model, str):
         model = lookup_model(model)
     instance = lookup(instance_type) if isinstance(instance_type, str) else instance_type
-    if gpus_per_replica < 1 or replicas < 1 or node_group_max_size < 0 or max_model_len < 1:
-        raise ValueError(
-            f"gpus_per_replica ({gpus_per_replica}), replicas ({replicas}) and "
-            f"max_model_len ({max_model_len}) must be >= 1 and node_group_max_size "
-            f"({node_group_max_size}) >= 0"
-        )
-    if not 0 < gpu_memory_utilization <= 1:
-        raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
+    _check_inputs(gpus_per_replica, replicas, node_group_max_size, max_model_len, gpu_memory_utilization)
     tp = gpus_per_replica
     batched = max_num_batched_tokens or default_max_num_batched_tokens(instance)
-    dtype_bytes = 4 if dtype == "float32" else 2
-    kv_bytes = 1 if kv_cache_dtype == "fp8" else dtype_bytes
 
-    problems = _tensor_parallel_problems(model, tp, instance)
-    quant_problems, notes = _quantization_problems(quantization, dtype, instance)
-    problems += quant_problems
-    if max_model_len > model.max_position_embeddings:
-        problems.append(
-            f"max_model_len {max_model_len} exceeds the model's max_position_embeddings "
-            f"{model.max_position_embeddings}; vLLM refuses a longer context without rope scaling"
-        )
-
-    weights = _weight_bytes_per_gpu(model, quantization, dtype_bytes, tp)
-    kv_per_token = 2 * model.num_hidden_layers * _kv_heads_per_gpu(model, tp) * model.resolved_head_dim * kv_bytes
-    activation = activation_peak_bytes(model, tp, batched, max_num_seqs, dtype_bytes, engine)
-    non_torch = NON_TORCH_BYTES + (TENSOR_PARALLEL_NON_TORCH_BYTES if tp > 1 else 0)
-    overhead = non_torch + activation
-    total_memory = instance.gpu_memory_gib * GIB
-    budget = total_memory * gpu_memory_utilization
-    kv_memory = int(budget - weights - overhead)
-    blocks = max(0, kv_memory) // (BLOCK_SIZE * kv_per_token)
-    tokens = blocks * BLOCK_SIZE
-
-    gpu_name = instance.gpu_model or "no GPU"
-    if instance.gpu is not None and weights > budget:
-        problems.append(
-            f"weights need {_gib(weights)} per GPU but {gpu_name} has {instance.gpu_memory_gib:.2f} GiB x "
-            f"{gpu_memory_utilization:.2f} = {_gib(budget)}; use more GPUs per replica, quantization, or a "
-            "larger GPU"
-        )
-    elif instance.gpu is not None and tokens < max_model_len:
-        problems.append(
-            f"KV cache holds {tokens} tokens per replica ({_gib(max(0, kv_memory))} per GPU left of "
-            f"{instance.gpu_memory_gib:.2f} GiB x {gpu_memory_utilization:.2f} = {_gib(budget)} after "
-            f"{_gib(weights)} of weights and {_gib(overhead)} of activations and workspace) but one sequence "
-            f"at max_model_len {max_model_len} needs {_gib(max_model_len * kv_per_token)}; "
-            f"lower max_model_len to at most {tokens}, raise gpu_memory_utilization, use kv_cache_dtype fp8, "
-            "or add GPUs"
-        )
-
-    replicas_per_node = instance.gpu_count // tp if instance.gpu_count else 0
-    if instance.gpu is not None and replicas_per_node:
-        room = node_group_max_size * replicas_per_node
-        if replicas > room:
-            problems.append(
-                f"{replicas} replicas x {tp} GPU(s) need {replicas * tp} GPUs in whole-replica slots, "
-                f"but the node group's max size {node_group_max_size} x {instance.gpu_count} GPU(s) per "
-                f"{instance.name} holds {room} replica(s) of {tp} GPU(s); raise the node group's max size to "
-                f"{math.ceil(replicas / replicas_per_node)} or run fewer replicas"
-            )
-    nodes_per_slot = 1 if replicas_per_node else max(1, math.ceil(tp / max(1, instance.gpu_count)))
-    nodes = math.ceil(replicas / replicas_per_node) if replicas_per_node else replicas * nodes_per_slot
-    node_price = instance.on_demand_usd_per_hour * ((1 - SPOT_DISCOUNT) if capacity_type == "SPOT" else 1.0)
-    per_replica = node_price / replicas_per_node if replicas_per_node else node_price * nodes_per_slot
-
+    problems, notes = _fit_problems(model, instance, tp, quantization, dtype, max_model_len)
+    memory = _gpu_memory(
+        model, instance, tp, quantization, dtype, kv_cache_dtype, gpu_memory_utilization, batched, max_num_seqs, engine
+    )
+    placement = _placement(instance, tp, replicas, node_group_max_size, capacity_type)
+    problems += _memory_problems(memory, instance, max_model_len, gpu_memory_utilization) + placement.problems
     return CapacityPlan(
         model=model.hf_repo_id or "custom",
         instance_type=instance.name,
@@ -336,21 +424,13 @@ def plan_capacity(
         max_model_len=max_model_len,
         max_num_seqs=max_num_seqs,
         max_num_batched_tokens=batched,
-        weight_bytes_per_gpu=weights,
-        kv_cache_bytes_per_token_per_gpu=kv_per_token,
-        kv_cache_bytes_per_token_total=kv_per_token * tp,
-        activation_peak_bytes_per_gpu=activation,
-        overhead_bytes_per_gpu=overhead,
-        kv_cache_memory_bytes_per_gpu=kv_memory,
-        gpu_blocks=blocks,
-        kv_cache_tokens=tokens,
-        max_concurrency=round(tokens / max_model_len, 2),
+        **_memory_fields(memory, tp, max_model_len),
         replicas=replicas,
-        replicas_per_node=replicas_per_node,
-        nodes=nodes,
+        replicas_per_node=placement.replicas_per_node,
+        nodes=placement.nodes,
         capacity_type=capacity_type,
-        hourly_cost_per_replica_usd=round(per_replica, 4),
-        hourly_cost_total_usd=round(nodes * node_price, 4),
+        hourly_cost_per_replica_usd=round(placement.per_replica, 4),
+        hourly_cost_total_usd=round(placement.nodes * placement.node_price, 4),
         problems=problems,
         notes=notes,
     )

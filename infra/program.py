@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -19,6 +20,14 @@ from infra.plan import Plan, plan_platform
 from infra.secrets import Secrets, read_secrets
 from infra.serving import wire_serving
 from infra.validation import parse_platform
+
+if TYPE_CHECKING:
+    # Annotations only: the AWS components load the AWS SDK, which the local stack never imports.
+    from components.cluster import Cluster, ClusterArgs
+    from components.gpu_node_group import GpuNodeGroupArgs
+    from components.network import Network, NetworkArgs
+    from infra.config import GpuNodeGroupConfig
+    from infra.plan import GroupPlan
 
 log = logging.getLogger(__name__)
 
@@ -103,81 +112,23 @@ def _aws(
     # Imported here: the AWS SDK is the heaviest import, and the local stack never needs it.
     import pulumi_aws as aws
 
-    from components.cluster import Cluster, ClusterArgs
-    from components.gpu_node_group import GpuNodeGroup, GpuNodeGroupArgs
-    from components.network import Network, NetworkArgs
+    from components.cluster import Cluster
+    from components.gpu_node_group import GpuNodeGroup
+    from components.network import Network
     from infra.controllers import wire_aws_controllers
-    from infra.storage import WEIGHT_VOLUME_IOPS, WEIGHT_VOLUME_THROUGHPUT_MIBPS
 
-    assert platform.aws is not None and platform.network is not None and platform.cluster is not None
+    assert platform.aws is not None
     cluster_name = plan.cluster_name
     provider = aws.Provider("aws", region=platform.aws.region, default_tags=aws.ProviderDefaultTagsArgs(tags=tags))
     opts = pulumi.ResourceOptions(providers=[provider])
-    network_config = platform.network
-    network = Network(
-        cluster_name,
-        NetworkArgs(
-            cluster_name=cluster_name,
-            vpc_cidr=network_config.vpc_cidr,
-            availability_zones=network_config.availability_zones,
-            nat_gateways=network_config.nat_gateways,
-            existing_vpc_id=network_config.existing_vpc_id,
-            existing_private_subnet_ids=network_config.existing_private_subnet_ids,
-            existing_public_subnet_ids=network_config.existing_public_subnet_ids,
-            tags=tags,
-        ),
-        opts=opts,
-    )
-    cluster_config = platform.cluster
-    system = cluster_config.system_nodes
-    cluster = Cluster(
-        cluster_name,
-        ClusterArgs(
-            region=platform.aws.region,
-            kubernetes_version=cluster_config.kubernetes_version,
-            vpc_id=network.vpc_id,
-            private_subnet_ids=network.private_subnet_ids,
-            system_instance_types=system.instance_types,
-            system_min_size=system.scaling.min_size,
-            system_desired_size=system.scaling.desired_size,
-            system_max_size=system.scaling.max_size,
-            system_disk_size_gib=system.disk_size_gib,
-            endpoint_public_access=cluster_config.endpoint_public_access,
-            endpoint_private_access=cluster_config.endpoint_private_access,
-            public_access_cidrs=cluster_config.public_access_cidrs,
-            private_access_cidrs=cluster_config.private_access_cidrs,
-            private_access_security_group_ids=cluster_config.private_access_security_group_ids,
-            support_type=cluster_config.upgrade_policy.support_type,
-            # The planner's start-up estimate reads weights at this rate (infra/capacity.py): provision it.
-            volume_throughput_mibps=WEIGHT_VOLUME_THROUGHPUT_MIBPS,
-            volume_iops=WEIGHT_VOLUME_IOPS,
-            log_types=list(cluster_config.log_types),
-            tags=tags,
-        ),
-        opts=opts,
-    )
+    network = Network(cluster_name, _network_args(platform, cluster_name, tags), opts=opts)
+    cluster = Cluster(cluster_name, _cluster_args(platform, network, tags), opts=opts)
     # A first `up` must not start vLLM pods before their nodes, gp3 volumes and (below, in wire_serving) the device
     # plugin exist: their await would run out while nothing can schedule.
     workload_dependencies.append(cluster.storage_class)
     for group, group_plan in zip(platform.gpu_node_groups, plan.groups, strict=True):
         gpu_group = GpuNodeGroup(
-            group_plan.component_name,
-            GpuNodeGroupArgs(
-                cluster_name=cluster.cluster_name,
-                subnet_ids=network.private_subnet_ids,
-                instance_types=group.instance_types,
-                gpu_model=str(group_plan.shape.gpu_model),
-                capacity_type=group.capacity_type,
-                min_size=group.scaling.min_size,
-                desired_size=group.scaling.desired_size,
-                max_size=group.scaling.max_size,
-                disk_size_gib=group_plan.disk_gib,
-                root_volume_throughput_mibps=WEIGHT_VOLUME_THROUGHPUT_MIBPS,
-                root_volume_iops=WEIGHT_VOLUME_IOPS,
-                labels={**group.labels, "llm-serving/node-group-name": group.name},
-                tags=tags,
-            ),
-            opts=opts,
+            group_plan.component_name, _gpu_node_group_args(group, group_plan, cluster, network, tags), opts=opts
         )
         workload_dependencies.append(gpu_group.node_group)
     exposure_dependencies += wire_aws_controllers(
@@ -188,6 +139,77 @@ def _aws(
     outputs["kubeconfig"] = cluster.kubeconfig
     outputs["vpc_id"] = network.vpc_id
     return cluster.provider
+
+
+def _network_args(platform: PlatformConfig, cluster_name: str, tags: dict[str, str]) -> NetworkArgs:
+    from components.network import NetworkArgs
+
+    network_config = platform.network
+    assert network_config is not None
+    return NetworkArgs(
+        cluster_name=cluster_name,
+        vpc_cidr=network_config.vpc_cidr,
+        availability_zones=network_config.availability_zones,
+        nat_gateways=network_config.nat_gateways,
+        existing_vpc_id=network_config.existing_vpc_id,
+        existing_private_subnet_ids=network_config.existing_private_subnet_ids,
+        existing_public_subnet_ids=network_config.existing_public_subnet_ids,
+        tags=tags,
+    )
+
+
+def _cluster_args(platform: PlatformConfig, network: Network, tags: dict[str, str]) -> ClusterArgs:
+    from components.cluster import ClusterArgs
+    from infra.storage import WEIGHT_VOLUME_IOPS, WEIGHT_VOLUME_THROUGHPUT_MIBPS
+
+    assert platform.aws is not None and platform.cluster is not None
+    cluster_config = platform.cluster
+    system = cluster_config.system_nodes
+    return ClusterArgs(
+        region=platform.aws.region,
+        kubernetes_version=cluster_config.kubernetes_version,
+        vpc_id=network.vpc_id,
+        private_subnet_ids=network.private_subnet_ids,
+        system_instance_types=system.instance_types,
+        system_min_size=system.scaling.min_size,
+        system_desired_size=system.scaling.desired_size,
+        system_max_size=system.scaling.max_size,
+        system_disk_size_gib=system.disk_size_gib,
+        endpoint_public_access=cluster_config.endpoint_public_access,
+        endpoint_private_access=cluster_config.endpoint_private_access,
+        public_access_cidrs=cluster_config.public_access_cidrs,
+        private_access_cidrs=cluster_config.private_access_cidrs,
+        private_access_security_group_ids=cluster_config.private_access_security_group_ids,
+        support_type=cluster_config.upgrade_policy.support_type,
+        # The planner's start-up estimate reads weights at this rate (infra/capacity.py): provision it.
+        volume_throughput_mibps=WEIGHT_VOLUME_THROUGHPUT_MIBPS,
+        volume_iops=WEIGHT_VOLUME_IOPS,
+        log_types=list(cluster_config.log_types),
+        tags=tags,
+    )
+
+
+def _gpu_node_group_args(
+    group: GpuNodeGroupConfig, group_plan: GroupPlan, cluster: Cluster, network: Network, tags: dict[str, str]
+) -> GpuNodeGroupArgs:
+    from components.gpu_node_group import GpuNodeGroupArgs
+    from infra.storage import WEIGHT_VOLUME_IOPS, WEIGHT_VOLUME_THROUGHPUT_MIBPS
+
+    return GpuNodeGroupArgs(
+        cluster_name=cluster.cluster_name,
+        subnet_ids=network.private_subnet_ids,
+        instance_types=group.instance_types,
+        gpu_model=str(group_plan.shape.gpu_model),
+        capacity_type=group.capacity_type,
+        min_size=group.scaling.min_size,
+        desired_size=group.scaling.desired_size,
+        max_size=group.scaling.max_size,
+        disk_size_gib=group_plan.disk_gib,
+        root_volume_throughput_mibps=WEIGHT_VOLUME_THROUGHPUT_MIBPS,
+        root_volume_iops=WEIGHT_VOLUME_IOPS,
+        labels={**group.labels, "llm-serving/node-group-name": group.name},
+        tags=tags,
+    )
 
 
 def _kubernetes(

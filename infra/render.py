@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,16 +142,10 @@ def run(
     The render keeps the stack files' example values (documentation CIDRs, the example account);
     `allow_placeholders=False` runs the program exactly as `pulumi up` does, which refuses them.
     """
-    from pulumi.runtime import mocks, settings
     from pulumi.runtime.config import set_all_config
-    from pulumi.runtime.stack import run_in_stack
-    from pulumi.runtime.sync_await import _sync_await
-
-    from infra.mocks import RenderMocks
 
     if config is None:
         config = read_stack_file(stack)
-    _ensure_event_loop()
     platform_raw = config.get(PLATFORM_KEY)
     secrets = placeholder_secrets(platform_raw) | (secret_values or {})
     flat: dict[str, str] = {}
@@ -167,17 +162,32 @@ def run(
     region = "us-east-1"
     if isinstance(platform_raw, dict) and isinstance(platform_raw.get("aws"), dict):
         region = str(platform_raw["aws"].get("region", region))
+
+    from infra.program import main
+
+    return record(lambda: main(allow_placeholders=allow_placeholders), stack, region)
+
+
+def record(program: Callable[[], None], stack: str, region: str = "us-east-1") -> RenderResult:
+    """Run `program` in a fresh stack under the mocks and record every resource it registers.
+
+    `run` passes the whole program; tests pass a single component's construction to check it alone.
+    """
+    from pulumi.runtime import mocks, settings
+    from pulumi.runtime.stack import run_in_stack
+    from pulumi.runtime.sync_await import _sync_await
+
+    from infra.mocks import RenderMocks
+
+    _ensure_event_loop()
     monitor = RecordingMonitor(RenderMocks(region))
     settings.reset_options(project=PROJECT, stack=stack, preview=False)
     mocks.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
     # set_mocks registers a root stack of its own; the program gets a fresh one from run_in_stack, as under `up`.
     settings.ROOT.set(None)
     os.environ.setdefault("PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION", "true")
-
-    from infra.program import main
-
     try:
-        _sync_await(run_in_stack(lambda: main(allow_placeholders=allow_placeholders)))
+        _sync_await(run_in_stack(program))
     finally:
         settings.reset_options()
     resources = sorted(monitor.records, key=lambda record: record.urn)
