@@ -14,14 +14,13 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from components.naming import GPU_TAINT_KEY
+from components.naming import GPU_PRESENT_LABEL, GPU_TAINT_KEY
 
 # Latest 0.18 release seen pinned in public manifests (v0.18.2); 0.19 ships only through the GPU Operator so far.
 DEVICE_PLUGIN_IMAGE = "nvcr.io/nvidia/k8s-device-plugin:v0.18.2"
 DEVICE_PLUGIN_DIR = "/var/lib/kubelet/device-plugins"
 CONFIG_DIR = "/etc/nvidia-device-plugin"
 CONFIG_FILE = "config.yaml"
-GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
 
 
 @dataclass(frozen=True)

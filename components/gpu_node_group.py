@@ -8,7 +8,7 @@ import pulumi
 import pulumi_aws.eks as eks
 
 from components.aws_nodes import launch_template, node_role
-from components.naming import GPU_MODEL_LABEL, GPU_TAINT_KEY, NODE_GROUP_LABEL
+from components.naming import GPU_MODEL_LABEL, GPU_PRESENT_LABEL, GPU_TAINT_KEY, NODE_GROUP_LABEL
 
 # EKS-optimized AL2023 with the NVIDIA driver, container toolkit and EFA; AL2_x86_64_GPU ends with Kubernetes 1.32.
 NVIDIA_AMI_TYPE = "AL2023_x86_64_NVIDIA"
@@ -38,7 +38,7 @@ def node_labels(group_name: str, gpu_model: str, extra: dict[str, str]) -> dict[
         **extra,
         NODE_GROUP_LABEL: group_name,
         GPU_MODEL_LABEL: gpu_model,
-        "nvidia.com/gpu.present": "true",
+        GPU_PRESENT_LABEL: "true",
     }
 
 

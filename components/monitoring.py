@@ -18,7 +18,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.alerts import AlertSettings, rule_groups
-from components.naming import GPU_TAINT_KEY, VLLM_APP
+from components.naming import GPU_PRESENT_LABEL, GPU_TAINT_KEY, VLLM_APP
 
 DASHBOARDS_DIR = Path(__file__).parent / "dashboards"
 DCGM_COUNTERS_FILE = Path(__file__).parent / "monitoring_data" / "dcgm-counters.csv"
@@ -46,7 +46,6 @@ DCGM_EXPORTER_PORT = 9400
 RELEASE_NAME = "kps"
 PROMETHEUS_SERVICE = f"{RELEASE_NAME}-prometheus"
 GRAFANA_ADMIN_SECRET = "grafana-admin"
-GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
 GATEWAY_APP = "llm-gateway"
 
 

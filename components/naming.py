@@ -11,6 +11,8 @@ GPU_TAINT_KEY = "nvidia.com/gpu"
 # The labels a GPU node carries; vLLM pods select on the first, the DCGM exporter and device plugin use both.
 NODE_GROUP_LABEL = "llm-serving/node-group"
 GPU_MODEL_LABEL = "llm-serving/gpu-model"
+# Set to "true" on every GPU node (our node groups label theirs); the device plugin and the DCGM exporter select it.
+GPU_PRESENT_LABEL = "nvidia.com/gpu.present"
 # vLLM's OpenAI-compatible server listens here (`vllm serve --port`); the Services and the gateway use it.
 VLLM_PORT = 8000
 # The `app.kubernetes.io/name` of every vLLM pod; the gateway's NetworkPolicy and the monitoring select on it.
