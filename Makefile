@@ -23,7 +23,7 @@ lint:
 	$(BIN)/lint-imports
 
 types:
-	$(BIN)/mypy infra components tests gateway_image/llm_gateway
+	$(BIN)/mypy infra components tests gateway_image/llm_gateway conftest.py
 
 pytest:
 	$(BIN)/python -m pytest -q

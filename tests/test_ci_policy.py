@@ -1,5 +1,6 @@
-"""Under CI=true a skipped test fails the run: each conftest's report hook turns a skip into a failure there, and only
-there (a local run without vLLM or promtool still skips, with its reason)."""
+"""Under CI=true a skipped test fails the run: the root conftest's report hook (it covers tests/ and
+gateway_image/tests/) turns a skip into a failure there, and only there (a local run without vLLM or promtool still
+skips, with its reason)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFTESTS = [ROOT / "tests" / "conftest.py", ROOT / "gateway_image" / "tests" / "conftest.py"]
+CONFTESTS = [ROOT / "conftest.py"]
 
 
 def load(path: Path) -> ModuleType:
