@@ -31,10 +31,17 @@ def _diff(args: argparse.Namespace) -> int:
 
     from infra.plan_diff import diff_trees, to_markdown
 
+    # scripts/pr-diff.sh: `<stack>.log` per stack whose render failed on either side; those stacks are not diffed.
+    errors = {}
+    if args.render_errors:
+        errors = {path.stem: path.read_text() for path in sorted(Path(args.render_errors).glob("*.log"))}
     try:
-        diffs = diff_trees(Path(args.before), Path(args.after))
+        diffs = diff_trees(Path(args.before), Path(args.after), skip=set(errors))
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    if errors:
+        print(to_markdown(diffs, errors) if args.format == "markdown" else "\n".join(errors.values()), end="")
         return 2
     empty = all(diff.empty for diff in diffs.values())
     if args.format == "json":
@@ -64,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     diff_parser.add_argument(
         "--format", choices=["text", "markdown", "json"], default="text", help="markdown: the pull-request comment"
     )
+    diff_parser.add_argument("--render-errors", help="directory of <stack>.log render errors to report (exit 2)")
     diff_parser.add_argument("--exit-zero", action="store_true", help="exit 0 even when there are differences")
     diff_parser.set_defaults(handler=_diff)
     stacks_parser = commands.add_parser("stacks", help="list the stacks")

@@ -195,7 +195,7 @@ def diff_dirs(before_dir: Path, after_dir: Path) -> PlanDiff:
     return result
 
 
-def diff_trees(before_root: Path, after_root: Path) -> dict[str, PlanDiff]:
+def diff_trees(before_root: Path, after_root: Path, skip: set[str] | None = None) -> dict[str, PlanDiff]:
     """Diff two render directories: one stack (`plan.json` at the top) or one sub-directory per stack (`render all`).
 
     A stack present on one side only is diffed against an empty render, so all its resources show as added/removed.
@@ -205,9 +205,13 @@ def diff_trees(before_root: Path, after_root: Path) -> dict[str, PlanDiff]:
     names = sorted(
         {p.parent.name for root in (before_root, after_root) if root.is_dir() for p in root.glob("*/plan.json")}
     )
-    if not names:
+    if not names and not skip:
         raise FileNotFoundError(f"no plan.json in {before_root} or {after_root}: are they `llm-serving render` output?")
-    return {name: diff_dirs(_or_empty(before_root / name), _or_empty(after_root / name)) for name in names}
+    return {
+        name: diff_dirs(_or_empty(before_root / name), _or_empty(after_root / name))
+        for name in names
+        if name not in (skip or set())
+    }
 
 
 _EMPTY = Path(__file__).resolve().parent / "_empty_render"
