@@ -27,15 +27,33 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from infra.plan_diff import diff_dirs
+    import json
 
+    from infra.plan_diff import diff_trees, to_markdown
+
+    # scripts/pr-diff.sh: `<stack>.log` per stack whose render failed on either side; those stacks are not diffed.
+    errors = {}
+    if args.render_errors:
+        errors = {path.stem: path.read_text() for path in sorted(Path(args.render_errors).glob("*.log"))}
     try:
-        result = diff_dirs(Path(args.before), Path(args.after))
+        diffs = diff_trees(Path(args.before), Path(args.after), skip=set(errors))
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print("no changes" if result.empty else result.render())
-    return 0 if result.empty or args.exit_zero else 1
+    if errors:
+        print(to_markdown(diffs, errors) if args.format == "markdown" else "\n".join(errors.values()), end="")
+        return 2
+    empty = all(diff.empty for diff in diffs.values())
+    if args.format == "json":
+        print(json.dumps({stack: diff.to_json() for stack, diff in diffs.items()}, indent=2, sort_keys=True))
+    elif args.format == "markdown":
+        print(to_markdown(diffs), end="")
+    elif len(diffs) == 1:
+        (diff,) = diffs.values()
+        print("no changes" if diff.empty else diff.render())
+    else:
+        print("\n".join(f"== {stack}\n" + ("no changes" if d.empty else d.render()) for stack, d in diffs.items()))
+    return 0 if empty or args.exit_zero else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,9 +63,15 @@ def main(argv: list[str] | None = None) -> int:
     render_parser.add_argument("stack", help="stack name (stacks/Pulumi.<stack>.yaml) or 'all'")
     render_parser.add_argument("--out", help="output directory (default build/<stack>)")
     render_parser.set_defaults(handler=_render)
-    diff_parser = commands.add_parser("diff", help="compare two render directories field by field")
+    diff_parser = commands.add_parser(
+        "diff", help="compare two render directories (one stack, or one sub-directory per stack) field by field"
+    )
     diff_parser.add_argument("before")
     diff_parser.add_argument("after")
+    diff_parser.add_argument(
+        "--format", choices=["text", "markdown", "json"], default="text", help="markdown: the pull-request comment"
+    )
+    diff_parser.add_argument("--render-errors", help="directory of <stack>.log render errors to report (exit 2)")
     diff_parser.add_argument("--exit-zero", action="store_true", help="exit 0 even when there are differences")
     diff_parser.set_defaults(handler=_diff)
     stacks_parser = commands.add_parser("stacks", help="list the stacks")
