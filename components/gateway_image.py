@@ -126,6 +126,8 @@ class GatewayImage(pulumi.ComponentResource):
             # A tag names one build for good: a content tag that points elsewhere later would be a lie.
             image_tag_mutability="IMMUTABLE",
             image_scanning_configuration=ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
+            # Every image here is rebuilt from the repository's own source: `pulumi destroy` may remove them with it.
+            force_delete=True,
             opts=child,
         )
         ecr.LifecyclePolicy(

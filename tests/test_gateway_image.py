@@ -140,6 +140,7 @@ def test_the_ecr_repository_scans_on_push_keeps_tags_immutable_and_expires_old_i
     assert repository["name"] == "llm-serving-dev/llm-gateway"
     assert repository["imageTagMutability"] == "IMMUTABLE"
     assert repository["imageScanningConfiguration"] == {"scanOnPush": True}
+    assert repository["forceDelete"] is True
     (lifecycle,) = _inputs(dev(), LIFECYCLE)
     assert lifecycle["repository"] == "llm-serving-dev/llm-gateway"
     rules = json.loads(lifecycle["policy"])["rules"]
