@@ -28,7 +28,7 @@ COMMAND = ["python", "-m", "llm_gateway"]
 @dataclass(frozen=True)
 class GatewayArgs:
     namespace: str
-    image: str
+    image: pulumi.Input[str]
     replicas: int
     max_replicas: int
     config_yaml: pulumi.Input[str]

@@ -367,9 +367,10 @@ class IngressConfig(Strict):
 class GatewayConfig(Strict):
     replicas: int = Field(default=2, ge=1, le=50)
     max_replicas: int = Field(default=6, ge=1, le=100, description="HPA ceiling (CPU-based).")
-    image: str = Field(
-        default="ghcr.io/llm-serving/llm-gateway:0.1.0",
-        description="Gateway image built from gateway_image/.",
+    image: str | None = Field(
+        default=None,
+        description="Gateway image built from gateway_image/. Unset on AWS: `pulumi up` builds it into the stack's "
+        "ECR repository, tagged by its content (components/gateway_image.py). Required without `aws`.",
     )
     request_timeout_s: float = Field(default=120, gt=0, le=3600)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)

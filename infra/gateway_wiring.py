@@ -7,6 +7,8 @@ here, so a preview fails on a config the gateway would refuse at start.
 from __future__ import annotations
 
 import hashlib
+import os
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -20,6 +22,11 @@ from components.naming import VLLM_PORT, vllm_headless_host
 from infra.config import PlatformConfig
 from infra.secrets import Secrets
 
+# The build context of the gateway image, relative to the working directory: `pulumi up` runs in the project root,
+# so the docker-build provider and the render both see `gateway_image` (and the render stays the same everywhere).
+GATEWAY_IMAGE_DIR = Path(__file__).resolve().parents[1] / "gateway_image"
+# The system nodes that run the gateway use the x86_64 AMI (components/cluster.py, ami_type AL2023_x86_64_STANDARD).
+GATEWAY_IMAGE_PLATFORMS = ["linux/amd64"]
 VLLM_KEY_ENV = "VLLM_API_KEY"
 OPENAI_KEY_ENV = "OPENAI_API_KEY"
 
@@ -94,11 +101,34 @@ def render_config_yaml(platform: PlatformConfig, hashes: dict[str, list[str]]) -
     return yaml.safe_dump(config, sort_keys=True)
 
 
+def gateway_image(platform: PlatformConfig, aws_provider: pulumi.ProviderResource | None) -> pulumi.Input[str]:
+    """The stack's named image, or the one `pulumi up` builds from gateway_image/ into the stack's ECR repository."""
+    if platform.gateway.image is not None:
+        return platform.gateway.image
+    # Imported here: the local stack (which always names its image) never loads the AWS SDK.
+    from components.gateway_image import GatewayImage, GatewayImageArgs
+
+    # The embedding scorer's model and torch come with the `semantic` extra: built in only when an alias uses it.
+    semantic = any(alias.scorer == "embedding" for alias in platform.gateway.aliases)
+    image = GatewayImage(
+        "llm-gateway-image",
+        GatewayImageArgs(
+            repository_name=f"llm-serving-{platform.environment}/llm-gateway",
+            context_dir=os.path.relpath(GATEWAY_IMAGE_DIR),
+            platforms=GATEWAY_IMAGE_PLATFORMS,
+            build_args={"SEMANTIC": "true" if semantic else "false"},
+        ),
+        opts=pulumi.ResourceOptions(providers=[aws_provider] if aws_provider else []),
+    )
+    return image.ref
+
+
 def wire_gateway(
     platform: PlatformConfig,
     secrets: Secrets,
     opts: pulumi.ResourceOptions,
     exposure_depends_on: list[pulumi.Resource] | None = None,
+    aws_provider: pulumi.ProviderResource | None = None,
 ) -> dict[str, object]:
     stack = pulumi.get_stack()
     if secrets.team_keys is None:
@@ -126,7 +156,7 @@ def wire_gateway(
         "llm-gateway",
         GatewayArgs(
             namespace=platform.namespace,
-            image=platform.gateway.image,
+            image=gateway_image(platform, aws_provider),
             replicas=platform.gateway.replicas,
             max_replicas=platform.gateway.max_replicas,
             config_yaml=config_yaml,

@@ -5,6 +5,7 @@ Every id and ARN is derived from the resource's name, never random, so two rende
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import pulumi
@@ -30,6 +31,15 @@ class RenderMocks(pulumi.runtime.Mocks):
             ]
         elif args.typ == "aws:ec2/launchTemplate:LaunchTemplate":
             state["latestVersion"] = 1
+        elif args.typ == "aws:ecr/repository:Repository":
+            state["registryId"] = ACCOUNT_ID
+            state["repositoryUrl"] = f"{ACCOUNT_ID}.dkr.ecr.{self.region}.amazonaws.com/{state.get('name', name)}"
+        elif args.typ == "docker-build:index:Image":
+            # The pushed tag with the digest the registry would answer (docker-build's `ref` output): a stand-in
+            # derived from the tag, so a new content tag shows as a new ref in the render.
+            tag = str((state.get("tags") or [name])[0])
+            state["digest"] = "sha256:" + hashlib.sha256(tag.encode()).hexdigest()
+            state["ref"] = f"{tag}@{state['digest']}"
         elif args.typ == "aws:iam/role:Role":
             state.setdefault("name", name)
         return f"{name}-id", state
@@ -45,6 +55,16 @@ class RenderMocks(pulumi.runtime.Mocks):
                 "accountId": ACCOUNT_ID,
                 "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/render",
                 "userId": "render",
+            }, []
+        if args.token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+            # A registry password the render must never show (tests/test_secrets_leak.py): marked secret by the caller.
+            return {
+                "authorizationToken": "QVdTOm1vY2stZWNyLXBhc3N3b3Jk",
+                "userName": "AWS",
+                "password": "mock-ecr-password",
+                "proxyEndpoint": f"https://{ACCOUNT_ID}.dkr.ecr.{self.region}.amazonaws.com",
+                "expiresAt": "2026-01-01T12:00:00Z",
+                "registryId": ACCOUNT_ID,
             }, []
         if args.token == "aws:index/getPartition:getPartition":
             return {"partition": "aws", "dnsSuffix": "amazonaws.com"}, []

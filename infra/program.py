@@ -89,13 +89,16 @@ def build(platform: PlatformConfig, secrets: Secrets) -> dict[str, object]:
     workload_dependencies: list[pulumi.Resource] = []
     # What the gateway's load balancer objects wait for (the controller that serves them).
     exposure_dependencies: list[pulumi.Resource] = []
+    aws_provider: pulumi.ProviderResource | None = None
     if platform.aws is not None:
         tags |= platform.aws.tags
-        k8s_provider = _aws(platform, plan, tags, outputs, workload_dependencies, exposure_dependencies)
+        k8s_provider, aws_provider = _aws(platform, plan, tags, outputs, workload_dependencies, exposure_dependencies)
     else:
         # The local stack talks to whatever cluster the current kubeconfig context points at (kind, k3d, minikube).
         k8s_provider = k8s.Provider("local-k8s", enable_server_side_apply=True)
-    _kubernetes(platform, plan, secrets, k8s_provider, outputs, workload_dependencies, exposure_dependencies)
+    _kubernetes(
+        platform, plan, secrets, k8s_provider, outputs, workload_dependencies, exposure_dependencies, aws_provider
+    )
     return outputs
 
 
@@ -106,8 +109,9 @@ def _aws(
     outputs: dict[str, object],
     workload_dependencies: list[pulumi.Resource],
     exposure_dependencies: list[pulumi.Resource],
-) -> k8s.Provider:
-    """The AWS side; appends to `workload_dependencies` what the vLLM workloads need to exist first, and to
+) -> tuple[k8s.Provider, pulumi.ProviderResource]:
+    """The AWS side (returns the cluster's Kubernetes provider and the AWS provider); appends to
+    `workload_dependencies` what the vLLM workloads need to exist first, and to
     `exposure_dependencies` the controllers the gateway's load balancer objects need."""
     # Imported here: the AWS SDK is the heaviest import, and the local stack never needs it.
     import pulumi_aws as aws
@@ -138,7 +142,7 @@ def _aws(
     outputs["cluster_endpoint"] = cluster.endpoint
     outputs["kubeconfig"] = cluster.kubeconfig
     outputs["vpc_id"] = network.vpc_id
-    return cluster.provider
+    return cluster.provider, provider
 
 
 def _network_args(platform: PlatformConfig, cluster_name: str, tags: dict[str, str]) -> NetworkArgs:
@@ -220,6 +224,7 @@ def _kubernetes(
     outputs: dict[str, object],
     workload_dependencies: Sequence[pulumi.Resource] = (),
     exposure_dependencies: Sequence[pulumi.Resource] = (),
+    aws_provider: pulumi.ProviderResource | None = None,
 ) -> None:
     opts = pulumi.ResourceOptions(providers=[provider])
     k8s.core.v1.Namespace(
@@ -236,6 +241,8 @@ def _kubernetes(
     )
     # Each wiring module turns one part of the validated config into components and returns stack outputs.
     outputs |= wire_serving(platform, plan, secrets, opts, depends_on=workload_dependencies)
-    outputs |= wire_gateway(platform, secrets, opts, exposure_depends_on=list(exposure_dependencies))
+    outputs |= wire_gateway(
+        platform, secrets, opts, exposure_depends_on=list(exposure_dependencies), aws_provider=aws_provider
+    )
     outputs |= wire_monitoring(platform, plan, secrets, opts)
     outputs |= wire_metrics_server(platform, opts)

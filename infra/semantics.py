@@ -105,6 +105,12 @@ def _gateway(platform: PlatformConfig) -> list[str]:
         problems.append(
             f"{where}.max_replicas = {gateway.max_replicas}: below replicas {gateway.replicas}; accepted: >= replicas"
         )
+    if gateway.image is None and platform.aws is None:
+        # Without AWS there is no ECR repository to build into (components/gateway_image.py).
+        problems.append(
+            f"{where}.image = None: a stack without `aws` must name the gateway image; accepted: an image the "
+            "cluster can pull, e.g. llm-gateway:0.1.0 loaded with `kind load docker-image` (README)"
+        )
     return problems
 
 
