@@ -54,10 +54,6 @@ EXAMPLE_VALUES = [
         "gateway.ingress.certificate_arn",
         "'arn:aws:acm:us-east-1:123456789012:certificate/00000000-0000-0000-0000-000000000000'",
     ),
-    *[
-        (stack, "gateway.image", "'123456789012.dkr.ecr.us-east-1.amazonaws.com/llm-gateway:0.1.0'")
-        for stack in ("dev", "staging", "prod")
-    ],
 ]
 # A gateway image in a real account, for tests that want only one example value left.
 REAL_IMAGE = "210987654321.dkr.ecr.us-east-1.amazonaws.com/llm-gateway:0.1.0"
