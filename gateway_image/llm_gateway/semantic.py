@@ -83,7 +83,10 @@ class RuleOptions(BaseModel):
     long_text_chars: int = Field(
         400, gt=0, description="Characters of user text at which length alone adds its full weight."
     )
-    weights: RuleWeights = Field(default_factory=lambda: RuleWeights.model_validate({}))
+    weights: RuleWeights = Field(
+        default_factory=lambda: RuleWeights.model_validate({}),
+        description="How much each signal adds to the score; keys left out keep their defaults.",
+    )
 
     @field_validator("complex_keywords", "simple_keywords")
     @classmethod
