@@ -246,3 +246,23 @@ def test_the_continuations_usage_chunk_counts_the_earlier_attempts() -> None:
     out = relay.feed(DELTA + USAGE)
     assert out.endswith(b'data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":8,"total_tokens":15}}\n\n')
     assert relay.usage == {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3}  # the backend's own
+
+
+# ---- mutation-testing survivors (docs/testing.md), each killed by a case worked out by hand ------------------------
+
+
+def test_prompt_chars_add_up_every_string_message() -> None:
+    # Two plain-string contents: 3 + 5 = 8 characters (a count that kept only the last message would say 5).
+    body = {"messages": [{"role": "system", "content": "abc"}, {"role": "user", "content": "defgh"}]}
+    assert prompt_chars(body) == 8
+
+
+def test_prompt_chars_skip_a_message_that_is_not_an_object() -> None:
+    # A malformed message (a bare string) adds nothing and must not raise: the 4 characters of the object count.
+    assert prompt_chars({"messages": ["not a message", {"role": "user", "content": "abcd"}]}) == 4
+
+
+def test_retry_after_as_a_date_is_read_against_the_utc_clock_when_no_now_is_given() -> None:
+    # RFC 9110 §10.2.3's own example date, long past: wait 0 s. The date is aware (GMT), so the clock it is compared
+    # with must be aware too (a naive now() would raise TypeError on the subtraction).
+    assert retry_after_seconds("Fri, 31 Dec 1999 23:59:59 GMT") == 0.0
