@@ -66,6 +66,7 @@ MODULES: dict[str, Module] = {
         [
             f"{GATEWAY_TESTS}/test_gateway_sse.py",
             f"{GATEWAY_TESTS}/test_sse_unit.py",
+            f"{GATEWAY_TESTS}/test_sse_relay_unit.py",
             f"{GATEWAY_TESTS}/test_failover_unit.py",
         ],
         True,
