@@ -205,7 +205,7 @@ def test_a_context_length_400_moves_to_the_context_fallbacks_while_the_switch_is
     # The 400 is kept, to be passed on when no context fallback can take the prompt.
     response = raised.value.response
     assert response.status == 400 and response.headers["x-request-id"] == "req-1"
-    assert json.loads(response.body)["error"]["request_id"] == "req-1"
+    assert isinstance(response.body, bytes) and json.loads(response.body)["error"]["request_id"] == "req-1"
 
 
 def test_a_context_length_400_is_passed_on_when_the_switch_is_off() -> None:
