@@ -202,6 +202,8 @@ def test_a_context_length_400_moves_to_the_context_fallbacks_while_the_switch_is
     stub = SimpleNamespace(exchange=SimpleNamespace(request_id="req-1", reason=None), context_switch=True)
     with pytest.raises(ContextTooLong) as raised:
         Forwarder._check_status(stub, 400, VLLM_TOO_LONG, endpoint, {})  # type: ignore[arg-type]
+    # What a traceback or a log line would show for it, as for any Exception(message).
+    assert str(raised.value) == "context length exceeded"
     # The 400 is kept, to be passed on when no context fallback can take the prompt.
     response = raised.value.response
     assert response.status == 400 and response.headers["x-request-id"] == "req-1"
