@@ -3,6 +3,7 @@ share of it) worked out by hand from RuleWeights' documented meaning, not taken 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -174,3 +175,19 @@ def test_make_scorer_refuses_bad_vector_options_with_a_message(monkeypatch: pyte
         make_scorer("embedding", {"top_k": 0})
     with pytest.raises(ValueError, match=r"^unknown semantic scorer kind 'Embedding'; accepted: 'rules', 'embedding'$"):
         make_scorer("Embedding", {})
+
+
+@pytest.mark.parametrize(
+    ("examples", "message"),
+    [
+        ({"simple": ["hi"]}, "examples must have exactly the keys ['simple', 'complex']; got ['simple']"),
+        ({"simple": [], "complex": ["prove it"]}, "examples.simple must be a non-empty list of non-empty strings"),
+        ({"simple": ["hi"], "complex": ["  "]}, "examples.complex must be a non-empty list of non-empty strings"),
+    ],
+)
+def test_make_scorer_checks_the_example_routes(
+    monkeypatch: pytest.MonkeyPatch, examples: dict[str, list[str]], message: str
+) -> None:
+    monkeypatch.setattr(semantic, "EmbeddingScorer", RecordedScorer)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make_scorer("embedding", {"examples": examples})
