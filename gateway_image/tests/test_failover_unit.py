@@ -246,3 +246,47 @@ def test_the_continuations_usage_chunk_counts_the_earlier_attempts() -> None:
     out = relay.feed(DELTA + USAGE)
     assert out.endswith(b'data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":8,"total_tokens":15}}\n\n')
     assert relay.usage == {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3}  # the backend's own
+
+
+# ---- mutation-testing survivors (docs/testing.md), each killed by a case worked out by hand ------------------------
+
+
+def test_prompt_chars_add_up_every_string_message() -> None:
+    # Two plain-string contents: 3 + 5 = 8 characters (a count that kept only the last message would say 5).
+    body = {"messages": [{"role": "system", "content": "abc"}, {"role": "user", "content": "defgh"}]}
+    assert prompt_chars(body) == 8
+
+
+def test_prompt_chars_skip_a_message_that_is_not_an_object() -> None:
+    # A malformed message (a bare string) adds nothing and must not raise: the 4 characters of the object count.
+    assert prompt_chars({"messages": ["not a message", {"role": "user", "content": "abcd"}]}) == 4
+
+
+def test_retry_after_as_a_date_is_read_against_the_utc_clock_when_no_now_is_given() -> None:
+    # RFC 9110 §10.2.3's own example date, long past: wait 0 s. The date is aware (GMT), so the clock it is compared
+    # with must be aware too (a naive now() would raise TypeError on the subtraction).
+    assert retry_after_seconds("Fri, 31 Dec 1999 23:59:59 GMT") == 0.0
+
+
+def test_checks_eject_only_at_the_threshold_and_a_pass_resets_their_count(clock: Clock) -> None:
+    endpoint = Endpoint("http://a:1/v1", 2, 10.0)
+    endpoint.record_check(False)
+    assert endpoint.healthy  # 1 failed check of 2
+    endpoint.record_check(True)
+    endpoint.record_check(False)
+    assert endpoint.healthy  # the pass reset the count: 1 of 2 again
+    endpoint.record_check(False)
+    assert not endpoint.healthy and endpoint.ejected_until == 1010.0
+
+
+def test_a_request_failing_on_an_endpoint_the_checks_ejected_keeps_it_out_past_passing_checks(clock: Clock) -> None:
+    # Ejected by a check at 1000 (until 1010); a request sent in panic fails at 1005: the same ejection (no new one
+    # in a row), now held by requests until 1005 + 10 = 1015. At 1020 a passing check does not readmit it.
+    endpoint = Endpoint("http://a:1/v1", 1, 10.0)
+    endpoint.record_check(False)
+    clock.now = 1005.0
+    endpoint.record_failure()
+    assert endpoint.ejected_until == 1015.0
+    clock.now = 1020.0
+    endpoint.record_check(True)
+    assert not endpoint.healthy

@@ -3,10 +3,12 @@ share of it) worked out by hand from RuleWeights' documented meaning, not taken 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
-from llm_gateway.semantic import RuleScorer, user_texts
+from llm_gateway import semantic
+from llm_gateway.semantic import RuleScorer, make_scorer, user_texts
 
 SIGNALS = (
     "length",
@@ -143,3 +145,49 @@ def test_user_texts_reads_users_only_and_text_parts() -> None:
     assert user_texts({"prompt": ["p", 1, "q"]}) == ["p", "q"]
     assert user_texts({"prompt": 5}) == []
     assert user_texts({}) == []
+
+
+# ---- make_scorer's vector branch, without the model (mutation survivors, docs/testing.md) ------------------------
+# The test names avoid the word that bench/mutation.py's `-k "not embedding"` deselects: these load no model.
+
+
+class RecordedScorer:
+    """Stands in for the model-backed scorer class: records what make_scorer passes it."""
+
+    def __init__(self, examples: dict[str, list[str]] | None = None, *, top_k: int = 3, temperature: float = 0.05):
+        self.examples, self.top_k, self.temperature = examples, top_k, temperature
+
+
+def test_make_scorer_passes_the_vector_scorers_options_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(semantic, "EmbeddingScorer", RecordedScorer)
+    examples = {"simple": ["hi"], "complex": ["prove it"]}
+    scorer = make_scorer("embedding", {"examples": examples, "top_k": 5, "temperature": 0.2})
+    assert isinstance(scorer, RecordedScorer)
+    assert (scorer.examples, scorer.top_k, scorer.temperature) == (examples, 5, 0.2)
+    # No options: EmbeddingOptions' documented defaults (shipped examples, top_k 3, temperature 0.05).
+    default = make_scorer("embedding", {})
+    assert (default.examples, default.top_k, default.temperature) == (None, 3, 0.05)  # type: ignore[union-attr]
+
+
+def test_make_scorer_refuses_bad_vector_options_with_a_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(semantic, "EmbeddingScorer", RecordedScorer)
+    with pytest.raises(ValueError, match=r"(?s)^invalid semantic embedding options: .*top_k"):
+        make_scorer("embedding", {"top_k": 0})
+    with pytest.raises(ValueError, match=r"^unknown semantic scorer kind 'Embedding'; accepted: 'rules', 'embedding'$"):
+        make_scorer("Embedding", {})
+
+
+@pytest.mark.parametrize(
+    ("examples", "message"),
+    [
+        ({"simple": ["hi"]}, "examples must have exactly the keys ['simple', 'complex']; got ['simple']"),
+        ({"simple": [], "complex": ["prove it"]}, "examples.simple must be a non-empty list of non-empty strings"),
+        ({"simple": ["hi"], "complex": ["  "]}, "examples.complex must be a non-empty list of non-empty strings"),
+    ],
+)
+def test_make_scorer_checks_the_example_routes(
+    monkeypatch: pytest.MonkeyPatch, examples: dict[str, list[str]], message: str
+) -> None:
+    monkeypatch.setattr(semantic, "EmbeddingScorer", RecordedScorer)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make_scorer("embedding", {"examples": examples})
