@@ -231,3 +231,26 @@ def test_load_scorer_names_the_alias_when_the_semantic_module_cannot_import(monk
     monkeypatch.delattr(llm_gateway, "semantic", raising=False)
     with pytest.raises(ConfigError, match=r"^alias 'auto' needs llm_gateway.semantic, which failed to import: "):
         asyncio.run(alias(0.5).load_scorer())
+
+
+def test_a_scorer_that_cannot_be_built_names_the_alias_and_the_scorer(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The embedding extra missing at start (sentence-transformers not installed) reaches make_scorer as ImportError.
+    from llm_gateway import semantic
+
+    def make_scorer(kind: str, opts: dict[str, Any]) -> FixedScorer:
+        raise ImportError("No module named 'sentence_transformers'")
+
+    monkeypatch.setattr(semantic, "make_scorer", make_scorer)
+    chosen = alias(0.5, "embedding")
+    with pytest.raises(ConfigError) as caught:
+        asyncio.run(chosen.load_scorer())
+    assert str(caught.value) == (
+        "alias 'auto': cannot build the embedding scorer: No module named 'sentence_transformers'"
+    )
+
+
+def test_a_route_keeps_its_context_fallbacks_in_order() -> None:
+    backends: dict[str, Any] = {name: StubBackend(name) for name in ("small", "long", "api")}
+    config = RouteConfig(model="m", targets=[TargetConfig(backend="small")], context_fallbacks=["long", "api"])
+    assert Route(config, backends).context_fallbacks == [backends["long"], backends["api"]]
+    assert Route(RouteConfig(model="m", targets=[TargetConfig(backend="small")]), backends).context_fallbacks == []
