@@ -14,9 +14,10 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 import pytest
-from conftest import KEY, Harness, backend
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from conftest import KEY, Harness, backend
 
 pytestmark = pytest.mark.network
 

@@ -10,9 +10,10 @@ from typing import Any
 
 import openai
 import pytest
-from conftest import Harness, backend, client, metric
 from openai.types.chat import ChatCompletionMessageParam
 from test_gateway_streaming import raw_events
+
+from conftest import Harness, backend, client, metric
 
 pytestmark = pytest.mark.network
 

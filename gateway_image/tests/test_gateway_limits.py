@@ -9,8 +9,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import KEY, OTHER_KEY, Harness, backend, client, metric, team
 from llm_gateway.config import load_config, parse_config
+
+from conftest import KEY, OTHER_KEY, Harness, backend, client, metric, team
 
 pytestmark = pytest.mark.network
 

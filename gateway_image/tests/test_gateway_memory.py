@@ -16,6 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+
 from conftest import KEY, Harness, backend
 
 pytestmark = pytest.mark.network

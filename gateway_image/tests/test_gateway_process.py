@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+
 from conftest import KEY, Harness, async_client, backend, free_port, team
 
 pytestmark = pytest.mark.network

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import httpx
 import openai
 import pytest
+
 from conftest import Harness, async_client, backend, client, metric
 
 pytestmark = pytest.mark.network

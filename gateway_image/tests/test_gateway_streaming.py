@@ -8,8 +8,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import KEY, Harness, backend, client, metric
 from llm_gateway.sse import SseRelay
+
+from conftest import KEY, Harness, backend, client, metric
 
 pytestmark = pytest.mark.network
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from conftest import Harness, backend, client
 
 pytestmark = [pytest.mark.vllm, pytest.mark.network]

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import orjson
 import pytest
+
 from conftest import KEY, Harness, backend, chat
 
 pytestmark = pytest.mark.network

@@ -13,6 +13,7 @@ from types import ModuleType
 
 import aiohttp
 import pytest
+
 from conftest import Harness
 
 pytestmark = pytest.mark.network
