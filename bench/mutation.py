@@ -87,6 +87,7 @@ MODULES: dict[str, Module] = {
             "tests/test_config_errors.py",
             "tests/test_config_unit.py",
             "tests/test_config_checks_unit.py",
+            "tests/test_gateway_stack_location_unit.py",
             "-k",
             "not before_any_resource_is_registered",
         ],

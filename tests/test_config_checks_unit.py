@@ -292,3 +292,28 @@ def test_the_gateway_autoscaler_ceiling_is_not_below_its_replicas() -> None:
     platform = stack("prod")
     platform["gateway"]["max_replicas"] = 2
     assert only_problem("prod", platform) == (f"{P}.gateway.max_replicas = 2: below replicas 3; accepted: >= replicas")
+
+
+def test_a_managed_api_name_the_gateway_refuses_is_named_by_its_stack_key() -> None:
+    # The gateway's name rule (llm_gateway/config.py NAME_PATTERN) is stricter than the stack's length limit: its
+    # refusal of the rendered backend comes back as the stack key of the managed API's name.
+    platform = stack("prod")
+    platform["gateway"]["managed_apis"][0]["name"] = "open ai"
+    for route in platform["gateway"]["routes"]:
+        route["fallbacks"] = ["open ai"]
+        route["context_fallbacks"] = ["open ai"]
+        route["targets"] = [t if t["backend"] != "openai" else {**t, "backend": "open ai"} for t in route["targets"]]
+    pattern = "^[A-Za-z0-9][A-Za-z0-9_.:/-]*$"
+    assert problems("prod", platform) == [
+        f"{P}.gateway.managed_apis[0].name = 'open ai': String should match pattern '{pattern}'; accepted: a string "
+        f"matching {pattern}"
+    ]
+
+
+def test_a_stack_without_aws_must_name_the_gateway_image() -> None:
+    platform = stack("local")
+    del platform["gateway"]["image"]
+    assert problems("local", platform) == [
+        f"{P}.gateway.image = None: a stack without `aws` must name the gateway image; accepted: an image the cluster "
+        "can pull, e.g. llm-gateway:0.1.0 loaded with `kind load docker-image` (README)"
+    ]
