@@ -251,30 +251,28 @@ class Cluster(pulumi.ComponentResource):
         (https://docs.aws.amazon.com/eks/latest/userguide/sec-group-reqs.html).
         """
         group_id = cluster.vpc_config.apply(lambda config: config.cluster_security_group_id or "")
-        for index, cidr in enumerate(args.private_access_cidrs):
-            vpc.SecurityGroupIngressRule(
-                f"{name}-api-from-cidr-{index}",
-                security_group_id=group_id,
-                description=f"Kubernetes API from {cidr} (cluster.private_access_cidrs)",
-                ip_protocol="tcp",
-                from_port=443,
-                to_port=443,
-                cidr_ipv4=cidr,
-                tags=args.tags,
-                opts=pulumi.ResourceOptions(parent=self),
-            )
-        for index, source in enumerate(args.private_access_security_group_ids):
-            vpc.SecurityGroupIngressRule(
-                f"{name}-api-from-sg-{index}",
-                security_group_id=group_id,
-                description=f"Kubernetes API from {source} (cluster.private_access_security_group_ids)",
-                ip_protocol="tcp",
-                from_port=443,
-                to_port=443,
-                referenced_security_group_id=source,
-                tags=args.tags,
-                opts=pulumi.ResourceOptions(parent=self),
-            )
+        sources = [
+            ("cidr", "private_access_cidrs", "cidr_ipv4", args.private_access_cidrs),
+            (
+                "sg",
+                "private_access_security_group_ids",
+                "referenced_security_group_id",
+                args.private_access_security_group_ids,
+            ),
+        ]
+        for kind, key, source_field, values in sources:
+            for index, source in enumerate(values):
+                vpc.SecurityGroupIngressRule(
+                    f"{name}-api-from-{kind}-{index}",
+                    security_group_id=group_id,
+                    description=f"Kubernetes API from {source} (cluster.{key})",
+                    ip_protocol="tcp",
+                    from_port=443,
+                    to_port=443,
+                    tags=args.tags,
+                    opts=pulumi.ResourceOptions(parent=self),
+                    **{source_field: source},
+                )
 
     def _ebs_csi_driver(
         self,
