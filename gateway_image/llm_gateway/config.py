@@ -141,6 +141,28 @@ class RetryConfig(StrictModel):
     )
 
 
+class WakeConfig(StrictModel):
+    """Hold requests while a backend scaled to zero wakes (the activator pattern)."""
+
+    deadline_s: float = Field(
+        gt=0, le=3600, description="How long a request waits for a first ready endpoint before a 503 with Retry-After."
+    )
+    max_waiting: int = Field(default=100, ge=1, description="Requests held at once; excess gets an immediate 503.")
+    keepalive_s: float = Field(
+        default=10.0, gt=0, description="Interval of SSE comment lines sent to a waiting streaming client."
+    )
+
+
+class BalancingConfig(StrictModel):
+    """How a backend's endpoints share its requests."""
+
+    policy: Literal["least_outstanding", "prefix_aware", "session"] = Field(
+        default="least_outstanding",
+        description="least_outstanding: fewest requests in flight; prefix_aware: where the prompt's prefix is likely "
+        "cached, within a load bound; session: affinity by a header or the OpenAI `user` field.",
+    )
+
+
 class BackendConfig(StrictModel):
     name: str = Field(pattern=NAME_PATTERN, description="Unique name, used in routes and metric labels.")
     kind: Literal["vllm", "openai"] = Field(
@@ -186,6 +208,10 @@ class BackendConfig(StrictModel):
     retry: RetryConfig = Field(default=RetryConfig(), description="Retries on this backend before failing over.")
     max_connections: int = Field(default=512, ge=1, description="Size of the connection pool to this backend.")
     health: HealthConfig = Field(default=HealthConfig(), description="Active and passive health checking.")
+    wake: WakeConfig | None = Field(
+        default=None, description="Scaled to zero: hold requests until an endpoint is ready; absent: fail at once."
+    )
+    balancing: BalancingConfig = Field(default=BalancingConfig(), description="How endpoints share requests.")
 
     @model_validator(mode="after")
     def _one_address_source(self) -> Self:
@@ -230,6 +256,10 @@ class RouteConfig(StrictModel):
         default_factory=list,
         description="Backends with a longer context (or a managed API) tried in order when a backend answers that "
         "the request exceeds its context length, or at once when the prompt clearly exceeds its max_model_len.",
+    )
+    fallback_while_waking: bool = Field(
+        default=False,
+        description="While the chosen backend wakes from zero, serve from the first fallback instead of waiting.",
     )
 
     @field_validator("targets")
@@ -276,6 +306,9 @@ class TeamLimits(StrictModel):
 
 
 class TeamConfig(TeamLimits):
+    admin: bool = Field(
+        default=False, description="May read every team's spend (GET /v1/spend); a finance or platform key."
+    )
     key_sha256: list[Annotated[str, Field(pattern=SHA256_HEX_PATTERN)]] = Field(
         min_length=1, description="Lower-case hex SHA-256 of each API key of the team (never the keys)."
     )
@@ -289,6 +322,45 @@ class PriceConfig(StrictModel):
 class AuditConfig(StrictModel):
     path: str = Field(default="-", description="File to append JSON lines to, or - for standard output.")
     include_prompts: bool = Field(default=False, description="Also log the request body (prompts). Off by default.")
+
+
+class LedgerConfig(StrictModel):
+    """The durable usage ledger: one PostgreSQL row per finished request, written off the hot path in batches."""
+
+    dsn_env: str = Field(
+        default="LEDGER_DSN",
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="Environment variable holding the postgresql:// DSN (from a Secret; never in this file).",
+    )
+    batch_max_rows: int = Field(default=500, ge=1, le=10_000, description="Rows per insert at most.")
+    batch_max_delay_s: float = Field(
+        default=1.0, gt=0, le=60, description="A row waits at most this long before its batch is written."
+    )
+    spool_path: str = Field(
+        default="/var/lib/llm-gateway/spool",
+        description="Folder on the pod's volume where rows wait while PostgreSQL is unreachable.",
+    )
+    spool_max_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=1024 * 1024, description="Bound of the spool; rows beyond it are counted, logged."
+    )
+
+
+class LimitStoreConfig(StrictModel):
+    """Shared limits: one Valkey/Redis that counts every team's requests, tokens and spend for the whole fleet."""
+
+    url_env: str = Field(
+        default="LIMIT_STORE_URL",
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="Environment variable holding the redis:// or rediss:// URL, auth token included (from a Secret).",
+    )
+    on_failure: Literal["open", "closed"] = Field(
+        default="open",
+        description="Store unreachable: open = each replica enforces its share locally; closed = 503 to the client.",
+    )
+    timeout_s: float = Field(default=0.05, gt=0, le=5, description="Timeout of one call to the store.")
+    replicas: int = Field(
+        default=1, ge=1, description="Gateway replicas sharing the limits; a replica's local share when failing open."
+    )
 
 
 class GatewayConfig(StrictModel):
@@ -309,6 +381,12 @@ class GatewayConfig(StrictModel):
     stream_recovery: bool = Field(
         default=False,
         description="Continue a chat stream broken mid-answer on another vLLM backend.",
+    )
+    ledger: LedgerConfig | None = Field(
+        default=None, description="Durable usage ledger on PostgreSQL; off when absent."
+    )
+    limit_store: LimitStoreConfig | None = Field(
+        default=None, description="Fleet-wide limits on Valkey/Redis; absent means each replica counts alone."
     )
 
     @model_validator(mode="after")
