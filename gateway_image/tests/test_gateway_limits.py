@@ -183,7 +183,7 @@ def test_config_errors_name_the_key_and_what_is_accepted() -> None:
         ),
         (
             {**good, "backends": [{"name": "a", "kind": "vllm", "url": "http://x/v1", "helth": {}}]},
-            "backends[0].helth: unknown key; accepted keys here: api_key_env, dns, endpoints, "
+            "backends[0].helth: unknown key; accepted keys here: api_key_env, balancing, dns, endpoints, "
             "first_token_timeout_s, health",
         ),
         (
