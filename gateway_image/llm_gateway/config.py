@@ -151,6 +151,12 @@ class WakeConfig(StrictModel):
     keepalive_s: float = Field(
         default=10.0, gt=0, description="Interval of SSE comment lines sent to a waiting streaming client."
     )
+    retry_after_s: int = Field(
+        default=30,
+        ge=1,
+        le=3600,
+        description="Retry-After (seconds) of the 503 for a full queue or a wait past the deadline.",
+    )
 
 
 class BalancingConfig(StrictModel):
@@ -223,6 +229,9 @@ class BackendConfig(StrictModel):
         for url in [self.url] if self.url else self.endpoints or []:
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"backend {self.name!r}: URL {url!r} must start with http:// or https://")
+        if self.wake is not None and self.dns is None:
+            # At zero means "the name has no address" (llm_gateway/activator.py); fixed URLs never are.
+            raise ValueError(f"backend {self.name!r} sets wake but not dns; a backend that scales to zero needs dns")
         return self
 
     @property

@@ -17,6 +17,7 @@ import orjson
 from aiohttp import web
 
 from .accounting import cost_usd
+from .activator import at_zero, end_stream
 from .backends import Backend
 from .balancing import Endpoint, pick_endpoint
 from .config import PriceConfig
@@ -188,6 +189,12 @@ class Forwarder:
             backend = chain[index]
             endpoint = retry_on or self._pick(chain, index)
             retry_on = None
+            if endpoint is None and at_zero(backend):
+                outcome = await self._wake(route, chain, index)
+                if outcome == "ended":
+                    return self.response or web.Response(status=499)
+                if outcome == "woken":
+                    continue
             if endpoint is None:
                 index, on_backend, retries = index + 1, 0, 0
                 continue
@@ -236,6 +243,30 @@ class Forwarder:
         if last is None:
             raise GatewayError(503, f"No healthy upstream for model {self.route_model!r}.", "no_healthy_upstream")
         raise last.as_gateway_error()
+
+    async def _wake(self, route: Route, chain: list[Backend], index: int) -> str:
+        """A backend at zero: hold the request until it wakes, or let the route's fallback serve meanwhile."""
+        activator = chain[index].activator
+        assert activator is not None
+        if route.fallback_while_waking and index == 0 and len(chain) > 1:
+            activator.note_fallback()  # still counted, so that KEDA wakes the backend
+            return "fallback"
+        try:
+            return await activator.hold(chain[index], self)
+        except ClientGone:
+            self.exchange.status, self.exchange.reason = 499, "client_closed"
+            return "ended"
+
+    async def send_waiting(self, data: bytes) -> None:
+        """Write to a stream while its backend wakes: the headers at once, but not the first token's time."""
+        try:
+            if self.response is None:
+                await self._begin_stream()
+                self.exchange.ttft_s = None  # measured at the first content instead (_send)
+            assert self.response is not None
+            await self.response.write(data)
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError) as exc:
+            raise ClientGone from exc
 
     def _pick(self, chain: list[Backend], index: int) -> Endpoint | None:
         backend = chain[index]
@@ -404,6 +435,11 @@ class Forwarder:
         try:
             try:
                 passed_on = await self._relay(backend, endpoint, self._payload(backend), relay)
+                if passed_on is not None and self.response is not None:
+                    # Refused after the keep-alives of a wake began the stream: the refusal goes in the stream.
+                    body = passed_on.body if isinstance(passed_on.body, bytes) else b""
+                    await end_stream(self, GatewayError(passed_on.status, _upstream_message(body), "bad_request"))
+                    return self.response
                 if passed_on is not None:
                     return passed_on
             except StreamBroken as broken:
@@ -446,6 +482,8 @@ class Forwarder:
         # A client that left is not the upstream's fault: keep it apart from upstream errors (no ejection).
         try:
             response = self.response or await self._begin_stream()
+            if self.exchange.ttft_s is None:  # a stream started by the activator's keep-alives
+                self.exchange.ttft_s = time.perf_counter() - self.exchange.started
             await response.write(data)
         except (ConnectionResetError, aiohttp.ClientConnectionResetError) as exc:
             raise ClientGone from exc
