@@ -6,6 +6,7 @@ Service with no ready pod answers), the fake upstream's address once a test lets
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -256,3 +257,37 @@ def test_wake_needs_dns() -> None:
             }
         )
     assert "backend 'fixed' sets wake but not dns; a backend that scales to zero needs dns" in str(raised.value)
+
+
+def test_the_wake_deadline_must_leave_time_to_answer() -> None:
+    spec = {**wake_backend(deadline_s=600), "name": "slow"}
+    with pytest.raises(ConfigError) as raised:
+        parse_config(
+            {
+                "backends": [spec],
+                "routes": [{"model": MODEL, "targets": [{"backend": "slow"}]}],
+                "server": {"require_api_key": False, "request_timeout_s": 600},
+            }
+        )
+    assert (
+        "backends[0].wake.deadline_s: '600' leaves no time to answer within server.request_timeout_s (600); "
+        "accepted: below it"
+    ) in str(raised.value)
+
+
+def test_a_stream_that_waited_gets_the_upstream_failure_as_an_error_event(harness: Harness, fake_dns: FakeDns) -> None:
+    # Its 200 is gone with the first keep-alive: a failure after the wake can only end the stream with an error.
+    broken = harness.upstream("broken", status=500)
+    config = {"backends": [wake_backend()], "routes": [{"model": MODEL, "targets": [{"backend": BACKEND}]}]}
+    _, url = harness.gateway(config)
+    streamed: list[str] = []
+    thread = threading.Thread(target=raw_stream, args=(url, "hi", streamed))
+    thread.start()
+    until(lambda: len(streamed) >= 2, "a keep-alive comment")
+    fake_dns.addresses[HOST] = [broken.url]
+    thread.join(20)
+    assert streamed[0] == "status 200 text/event-stream"
+    error = json.loads(streamed[-1].removeprefix("data: "))["error"]
+    assert error["type"] == "api_error" and "Upstream answered 500" in error["message"]
+    assert len(broken.requests) == 2  # the first try and one retry on the same backend (retry.same_backend 1)
+    assert [(line["status"], line["error"]) for line in harness.audit(1)] == [(502, "upstream_error")]
