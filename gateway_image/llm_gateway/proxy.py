@@ -177,6 +177,7 @@ class Forwarder:
         self.recovery = stream and runtime.config.stream_recovery and path == "/chat/completions" and self.choices == 1
         self.tried: set[Endpoint] = set()
         self.context_switch = False  # True while a context_length_exceeded answer may move the request along
+        self.only_keepalives = False  # the stream has its 200, but nothing from upstream yet (activator.py)
 
     async def run(self, route: Route) -> web.StreamResponse:
         chain = self._first_chain(route)
@@ -263,6 +264,7 @@ class Forwarder:
             if self.response is None:
                 await self._begin_stream()
                 self.exchange.ttft_s = None  # measured at the first content instead (_send)
+                self.only_keepalives = True
             assert self.response is not None
             await self.response.write(data)
         except (ConnectionResetError, aiohttp.ClientConnectionResetError) as exc:
@@ -484,6 +486,7 @@ class Forwarder:
             response = self.response or await self._begin_stream()
             if self.exchange.ttft_s is None:  # a stream started by the activator's keep-alives
                 self.exchange.ttft_s = time.perf_counter() - self.exchange.started
+                self.only_keepalives = False
             await response.write(data)
         except (ConnectionResetError, aiohttp.ClientConnectionResetError) as exc:
             raise ClientGone from exc
@@ -564,7 +567,7 @@ class Forwarder:
         return None
 
     def _fail(self, backend: Backend, reason: str, message: str, exc: Exception) -> None:
-        if self.response is None:
+        if self.response is None or self.only_keepalives:  # keep-alive comments alone: the next backend may try
             raise RetryableFailure(504 if reason == "timeout" else 502, reason, message, endpoint_only=True) from exc
         raise StreamBroken(reason, f"{message} The stream was interrupted.", recoverable=True) from exc
 

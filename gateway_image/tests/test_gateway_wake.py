@@ -291,3 +291,29 @@ def test_a_stream_that_waited_gets_the_upstream_failure_as_an_error_event(harnes
     assert error["type"] == "api_error" and "Upstream answered 500" in error["message"]
     assert len(broken.requests) == 2  # the first try and one retry on the same backend (retry.same_backend 1)
     assert [(line["status"], line["error"]) for line in harness.audit(1)] == [(502, "upstream_error")]
+
+
+def test_a_stream_that_waited_still_fails_over_before_its_first_content(harness: Harness, fake_dns: FakeDns) -> None:
+    # The woken address refuses connections: only comments went out, so the route's fallback may still answer.
+    spare = harness.upstream("spare")
+    dead = harness.upstream("dead")
+    harness.stop_upstream(dead)
+    config = {
+        "backends": [wake_backend(), backend("spare", spare)],
+        "routes": [{"model": MODEL, "targets": [{"backend": BACKEND}], "fallbacks": ["spare"]}],
+    }
+    _, url = harness.gateway(config)
+    streamed: list[str] = []
+    thread = threading.Thread(target=raw_stream, args=(url, "hi", streamed))
+    thread.start()
+    until(lambda: len(streamed) >= 2, "a keep-alive comment")
+    fake_dns.addresses[HOST] = [dead.url]
+    thread.join(20)
+    assert streamed[-1] == "data: [DONE]"
+    text = "".join(
+        json.loads(line.removeprefix("data: "))["choices"][0]["delta"].get("content") or ""
+        for line in streamed
+        if line.startswith("data: {")
+    )
+    assert text == spare.behaviour.answer
+    assert [(line["status"], line["backend"]) for line in harness.audit(1)] == [(200, "spare")]
