@@ -99,7 +99,8 @@ class Activator:
         self._queue.append(entry)
         self._ensure_watcher()
         end = min(loop.time() + config.deadline_s, forwarder.deadline)
-        comment = f": waiting for {forwarder.route_model}\n\n".encode()
+        # One comment line: a line break in a configured name would end it and start a bogus field.
+        comment = f": waiting for {' '.join(forwarder.route_model.splitlines())}\n\n".encode()
         try:
             if forwarder.stream:
                 await forwarder.send_waiting(comment)
