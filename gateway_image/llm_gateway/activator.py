@@ -108,9 +108,14 @@ class Activator:
                 left = end - loop.time()
                 if left <= 0:
                     break
-                await asyncio.wait({future}, timeout=min(left, config.keepalive_s) if forwarder.stream else left)
-                if not future.done() and forwarder.stream and loop.time() < end:
+                await asyncio.wait({future}, timeout=min(left, config.keepalive_s))
+                if future.done() or loop.time() >= end:
+                    continue
+                if forwarder.stream:
                     await forwarder.send_waiting(comment)
+                elif _client_left(forwarder):
+                    # aiohttp does not cancel a handler whose client left: free its place in the queue ourselves.
+                    raise ConnectionResetError("the client closed its connection while waiting")
         finally:
             if not future.done():
                 future.cancel()
@@ -175,6 +180,11 @@ class Activators:
             activator.config = wake
             activator._current = backend
             backend.activator = activator
+
+
+def _client_left(forwarder: Forwarder) -> bool:
+    transport = forwarder.request.transport
+    return transport is None or transport.is_closing()
 
 
 def at_zero(backend: Backend) -> bool:

@@ -254,7 +254,7 @@ class Forwarder:
             return "fallback"
         try:
             return await activator.hold(chain[index], self)
-        except ClientGone:
+        except (ClientGone, ConnectionResetError):
             self.exchange.status, self.exchange.reason = 499, "client_closed"
             return "ended"
 

@@ -317,3 +317,35 @@ def test_a_stream_that_waited_still_fails_over_before_its_first_content(harness:
     )
     assert text == spare.behaviour.answer
     assert [(line["status"], line["backend"]) for line in harness.audit(1)] == [(200, "spare")]
+
+
+def test_a_client_that_leaves_frees_its_place(harness: Harness, fake_dns: FakeDns) -> None:
+    config = {"backends": [wake_backend()], "routes": [{"model": MODEL, "targets": [{"backend": BACKEND}]}]}
+    _, url = harness.gateway(config)
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"}, timeout=1)
+    # Noticed at the next keep-alive tick (0.3 s here), long before the 20 s deadline.
+    until(lambda: waiting(url) == 0.0, "the departed client's place freed")
+    assert [(line["status"], line["error"]) for line in harness.audit(1)] == [(499, "client_closed")]
+
+
+def test_a_reload_keeps_the_waiting_requests(harness: Harness, fake_dns: FakeDns) -> None:
+    upstream = harness.upstream("woken")
+    config = {"backends": [wake_backend()], "routes": [{"model": MODEL, "targets": [{"backend": BACKEND}]}]}
+    gateway, url = harness.gateway(config)
+    with ThreadPoolExecutor(1) as pool:
+        before = pool.submit(ask, url, "before the reload")
+        until(lambda: waiting(url) == 1.0, "1 request waiting")
+        reloaded = parse_config(
+            {
+                **config,
+                "teams": gateway.runtime.config.model_dump()["teams"],
+                "audit": {"path": str(harness.audit_path)},
+            }
+        )
+        assert harness.servers.run(gateway.reload(reloaded))
+        assert waiting(url) == 1.0  # the same queue, the same gauge
+        fake_dns.addresses[HOST] = [upstream.url]
+        assert before.result(timeout=20) == upstream.behaviour.answer
+    assert waiting(url) == 0.0
