@@ -37,3 +37,16 @@ def vllm_headless_service_name(model: str) -> str:
 def vllm_headless_host(model: str, namespace: str) -> str:
     """The fully qualified name the gateway resolves to a model's ready pods."""
     return f"{vllm_headless_service_name(model)}.{namespace}.svc.cluster.local"
+
+
+# The gateway's count of requests held for a backend at zero (gateway_image/llm_gateway/activator.py), per backend;
+# the backend of a vLLM model is named after the model. A contract between the gateway and KEDA: do not rename.
+WAITING_REQUESTS_METRIC = "llm_gateway_requests_waiting"
+
+
+def waiting_requests_query(backend: str) -> str:
+    """The PromQL of a model's scale-from-zero trigger: requests every gateway replica holds for it (> 0 wakes it).
+
+    Summed over the gateway's replicas; 0 (not an empty result) whenever the gateway runs and nothing waits.
+    """
+    return f'sum({WAITING_REQUESTS_METRIC}{{backend="{backend}"}})'

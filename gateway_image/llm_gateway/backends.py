@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from .balancing import Endpoint
 from .config import BackendConfig, ConfigError
 from .metrics import Metrics
+
+if TYPE_CHECKING:
+    from .activator import Activator
 
 
 class Backend:
@@ -39,6 +43,7 @@ class Backend:
         urls = [config.url] if config.url else config.endpoints or []
         self.endpoints: list[Endpoint] = [self.new_endpoint(url) for url in urls]
         self._session: aiohttp.ClientSession | None = None
+        self.activator: Activator | None = None  # set for a backend with `wake` (activator.Activators.attach)
 
     def new_endpoint(self, base_url: str) -> Endpoint:
         endpoint = Endpoint(

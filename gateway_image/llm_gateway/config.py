@@ -151,6 +151,12 @@ class WakeConfig(StrictModel):
     keepalive_s: float = Field(
         default=10.0, gt=0, description="Interval of SSE comment lines sent to a waiting streaming client."
     )
+    retry_after_s: int = Field(
+        default=30,
+        ge=1,
+        le=3600,
+        description="Retry-After (seconds) of the 503 for a full queue or a wait past the deadline.",
+    )
 
 
 class BalancingConfig(StrictModel):
@@ -223,6 +229,9 @@ class BackendConfig(StrictModel):
         for url in [self.url] if self.url else self.endpoints or []:
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"backend {self.name!r}: URL {url!r} must start with http:// or https://")
+        if self.wake is not None and self.dns is None:
+            # At zero means "the name has no address" (llm_gateway/activator.py); fixed URLs never are.
+            raise ValueError(f"backend {self.name!r} sets wake but not dns; a backend that scales to zero needs dns")
         return self
 
     @property
@@ -444,6 +453,17 @@ def reference_problems(config: GatewayConfig) -> list[Problem]:
             problems.append(Problem(("aliases", i, "model"), alias.model, "is also a route; pick another name"))
         _known(problems, ("aliases", i, "simple_route"), alias.simple_route, route_names)
         _known(problems, ("aliases", i, "complex_route"), alias.complex_route, route_names)
+    for i, backend in enumerate(config.backends):
+        # The wait for a wake counts against the request's own deadline: a longer wake deadline would be cut short.
+        if backend.wake is not None and backend.wake.deadline_s >= config.server.request_timeout_s:
+            problems.append(
+                Problem(
+                    ("backends", i, "wake", "deadline_s"),
+                    f"{backend.wake.deadline_s:g}",
+                    f"leaves no time to answer within server.request_timeout_s "
+                    f"({config.server.request_timeout_s:g}); accepted: below it",
+                )
+            )
     # Prices are looked up by the backend's model name, then by the route's public name (runtime.py `price`): a key
     # that is neither is never used, most likely a typo that leaves a model unbilled.
     priced = route_names | {backend.model for backend in config.backends if backend.model is not None}

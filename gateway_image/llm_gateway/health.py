@@ -13,6 +13,9 @@ from .backends import Backend
 from .balancing import Endpoint
 from .config import DnsConfig
 
+# getaddrinfo's "no such name" and "no address": an answer, not a failure to get one (EAI_AGAIN is a blip).
+NO_ADDRESS = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+
 
 async def check_endpoints_forever(backend: Backend) -> None:
     interval = backend.config.health.interval_s
@@ -51,8 +54,16 @@ async def refresh_endpoints(backend: Backend) -> None:
     try:
         urls = await resolve(dns)
     except OSError as exc:
-        # Keep the endpoints we know: a DNS blip must not take a healthy backend out.
-        print(f"llm-gateway: cannot resolve {dns.host} for backend {backend.name}: {exc}", file=sys.stderr)
+        if backend.activator is not None and getattr(exc, "errno", None) in NO_ADDRESS:
+            urls = []  # a headless Service with no ready pod has no name at all: the backend is at zero
+        else:
+            # Keep the endpoints we know: a DNS blip must not take a healthy backend out.
+            print(f"llm-gateway: cannot resolve {dns.host} for backend {backend.name}: {exc}", file=sys.stderr)
+            return
+    if not urls and backend.activator is not None:
+        for endpoint in backend.endpoints:
+            backend.forget_endpoint(endpoint)
+        backend.endpoints = []
         return
     if not urls:
         return
@@ -62,6 +73,8 @@ async def refresh_endpoints(backend: Backend) -> None:
     for url, endpoint in known.items():
         if url not in urls:
             backend.forget_endpoint(endpoint)
+    if backend.activator is not None:
+        backend.activator.notify()
 
 
 async def refresh_endpoints_forever(backend: Backend) -> None:

@@ -75,6 +75,19 @@ class Metrics:
         self.in_flight = Gauge("llm_gateway_requests_in_flight", "Requests being served", registry=r)
         self.team_spend = Gauge("llm_gateway_team_spend_usd", "Month-to-date spend", ["team"], registry=r)
         self.team_budget = Gauge("llm_gateway_team_budget_usd", "Monthly budget", ["team"], registry=r)
+        # KEDA's scale-from-zero trigger reads this gauge (components/naming.py waiting_requests_query).
+        self.requests_waiting = Gauge(
+            "llm_gateway_requests_waiting",
+            "Requests waiting for a backend scaled to zero, plus those its fallback serves meanwhile",
+            ["backend"],
+            registry=r,
+        )
+        self.wake_requests = Counter(
+            "llm_gateway_wake_requests",
+            "Requests that met a backend at zero, by outcome: woken, timed_out, rejected (queue full), fallback",
+            ["backend", "outcome"],
+            registry=r,
+        )
         # Looking up a labelled child costs a lock and a dict lookup per call; the hot path reuses them.
         self._children: dict[tuple[object, ...], MetricWrapperBase] = {}
         self._series: dict[tuple[str, str, str], RequestSeries] = {}

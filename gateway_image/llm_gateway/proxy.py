@@ -17,6 +17,7 @@ import orjson
 from aiohttp import web
 
 from .accounting import cost_usd
+from .activator import at_zero, end_stream
 from .backends import Backend
 from .balancing import Endpoint, pick_endpoint
 from .config import PriceConfig
@@ -176,6 +177,7 @@ class Forwarder:
         self.recovery = stream and runtime.config.stream_recovery and path == "/chat/completions" and self.choices == 1
         self.tried: set[Endpoint] = set()
         self.context_switch = False  # True while a context_length_exceeded answer may move the request along
+        self.only_keepalives = False  # the stream has its 200, but nothing from upstream yet (activator.py)
 
     async def run(self, route: Route) -> web.StreamResponse:
         chain = self._first_chain(route)
@@ -188,6 +190,12 @@ class Forwarder:
             backend = chain[index]
             endpoint = retry_on or self._pick(chain, index)
             retry_on = None
+            if endpoint is None and at_zero(backend):
+                outcome = await self._wake(route, chain, index)
+                if outcome == "ended":
+                    return self.response or web.Response(status=499)
+                if outcome == "woken":
+                    continue
             if endpoint is None:
                 index, on_backend, retries = index + 1, 0, 0
                 continue
@@ -236,6 +244,31 @@ class Forwarder:
         if last is None:
             raise GatewayError(503, f"No healthy upstream for model {self.route_model!r}.", "no_healthy_upstream")
         raise last.as_gateway_error()
+
+    async def _wake(self, route: Route, chain: list[Backend], index: int) -> str:
+        """A backend at zero: hold the request until it wakes, or let the route's fallback serve meanwhile."""
+        activator = chain[index].activator
+        assert activator is not None
+        if route.fallback_while_waking and index == 0 and len(chain) > 1:
+            activator.note_fallback()  # still counted, so that KEDA wakes the backend
+            return "fallback"
+        try:
+            return await activator.hold(chain[index], self)
+        except (ClientGone, ConnectionResetError):
+            self.exchange.status, self.exchange.reason = 499, "client_closed"
+            return "ended"
+
+    async def send_waiting(self, data: bytes) -> None:
+        """Write to a stream while its backend wakes: the headers at once, but not the first token's time."""
+        try:
+            if self.response is None:
+                await self._begin_stream()
+                self.exchange.ttft_s = None  # measured at the first content instead (_send)
+                self.only_keepalives = True
+            assert self.response is not None
+            await self.response.write(data)
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError) as exc:
+            raise ClientGone from exc
 
     def _pick(self, chain: list[Backend], index: int) -> Endpoint | None:
         backend = chain[index]
@@ -404,6 +437,11 @@ class Forwarder:
         try:
             try:
                 passed_on = await self._relay(backend, endpoint, self._payload(backend), relay)
+                if passed_on is not None and self.response is not None:
+                    # Refused after the keep-alives of a wake began the stream: the refusal goes in the stream.
+                    body = passed_on.body if isinstance(passed_on.body, bytes) else b""
+                    await end_stream(self, GatewayError(passed_on.status, _upstream_message(body), "bad_request"))
+                    return self.response
                 if passed_on is not None:
                     return passed_on
             except StreamBroken as broken:
@@ -446,6 +484,9 @@ class Forwarder:
         # A client that left is not the upstream's fault: keep it apart from upstream errors (no ejection).
         try:
             response = self.response or await self._begin_stream()
+            if self.exchange.ttft_s is None:  # a stream started by the activator's keep-alives
+                self.exchange.ttft_s = time.perf_counter() - self.exchange.started
+                self.only_keepalives = False
             await response.write(data)
         except (ConnectionResetError, aiohttp.ClientConnectionResetError) as exc:
             raise ClientGone from exc
@@ -526,7 +567,7 @@ class Forwarder:
         return None
 
     def _fail(self, backend: Backend, reason: str, message: str, exc: Exception) -> None:
-        if self.response is None:
+        if self.response is None or self.only_keepalives:  # keep-alive comments alone: the next backend may try
             raise RetryableFailure(504 if reason == "timeout" else 502, reason, message, endpoint_only=True) from exc
         raise StreamBroken(reason, f"{message} The stream was interrupted.", recoverable=True) from exc
 

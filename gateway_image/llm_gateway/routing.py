@@ -21,6 +21,7 @@ class Route:
         self.cumulative = list(itertools.accumulate(self.weights))
         self.fallbacks = [backends[name] for name in config.fallbacks]
         self.context_fallbacks = [backends[name] for name in config.context_fallbacks]
+        self.fallback_while_waking = config.fallback_while_waking
 
     def chain(self) -> list[Backend]:
         """Backends to try in order: one target chosen by weight, then the fallbacks."""

@@ -64,7 +64,11 @@ class Runtime:
 
     def ready(self) -> bool:
         now = time.monotonic()
-        return any(backend.has_available_endpoint(now) for backend in self.backends.values())
+        # A backend that wakes from zero takes requests (it holds them): the gateway must stay in its load
+        # balancer, or no request would ever reach it to wake the backend.
+        return any(
+            backend.has_available_endpoint(now) or backend.activator is not None for backend in self.backends.values()
+        )
 
     async def close(self, drain_timeout_s: float) -> None:
         """Stop background checks, wait for in-flight requests (bounded), then close pools and audit file."""

@@ -16,6 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .accounting import Ledger
+from .activator import Activators, end_stream
 from .auth import TokenBucket
 from .config import ConfigError, GatewayConfig, load_config
 from .errors import GatewayError, error_response
@@ -38,6 +39,8 @@ class Gateway:
             self.ledger.restore(config.audit.path)
         self.buckets: dict[str, TokenBucket] = {}
         self.runtime = Runtime(config, self.metrics, self.ledger, self.buckets)
+        self.activators = Activators(self.metrics)  # wait queues of backends at zero; they outlive a reload
+        self.activators.attach(self.runtime.backends.values())
         self.draining = False
         # Read by the gauge when /metrics is scraped: no lock or call per request.
         self.in_flight = 0
@@ -57,6 +60,7 @@ class Gateway:
                     assert self.config_path is not None, "reload without a config needs the config file path"
                     config = load_config(self.config_path)
                 runtime = Runtime(config, self.metrics, self.ledger, self.buckets)
+                self.activators.attach(runtime.backends.values())
                 _carry_health(self.runtime, runtime)
                 await runtime.start()
             except (ConfigError, OSError) as exc:
@@ -152,6 +156,10 @@ class Gateway:
             forwarder = Forwarder(request, runtime, exchange, path, body, raw_body, stream)
             return await forwarder.run(route)
         except GatewayError as error:
+            if forwarder is not None and forwarder.response is not None:
+                # A stream already answered 200 while its backend woke (activator.py): the error goes in the stream.
+                await end_stream(forwarder, error)
+                return forwarder.response
             exchange.status = error.status
             exchange.reason = error.reason
             return error_response(error, exchange.request_id)
