@@ -105,7 +105,7 @@ class MonitoringArgs:
     alert_repeat_interval: str = "4h"
     # The usage ledger (components/spend_dashboard.py): Grafana's PostgreSQL datasource as a provisioning file (a
     # secret: it holds the password) and the "Spend by team" dashboard; None without a ledger.
-    ledger_datasource_yaml: pulumi.Output[str] | None = None
+    ledger_datasource_yaml: pulumi.Input[str] | None = None
     spend_dashboard: dict[str, Any] | None = None
 
 
