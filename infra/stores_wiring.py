@@ -108,26 +108,31 @@ def spool_size_limit(spool_max_bytes: int) -> str:
     return f"{math.ceil(spool_max_bytes * SPOOL_HEADROOM / 2**20)}Mi"
 
 
-def ledger_dsn(host: pulumi.Input[str], password: pulumi.Output[str], tls: bool) -> pulumi.Output[str]:
-    # RDS forces TLS (rds.force_ssl); the in-cluster server has no certificate, its traffic stays in the cluster
-    # behind a NetworkPolicy.
+def dsn_text(host: str, password: str, tls: bool) -> str:
+    """libpq's URI form (https://www.postgresql.org/docs/16/libpq-connect.html#LIBPQ-CONNSTRING-URIS), the password
+    percent-encoded. RDS forces TLS (rds.force_ssl); the in-cluster server has no certificate, and its traffic stays
+    in the cluster behind a NetworkPolicy."""
     sslmode = "require" if tls else "disable"
+    return (
+        f"postgresql://{LEDGER_USER}:{quote(password, safe='')}@{host}:{POSTGRES_PORT}/{LEDGER_DATABASE}"
+        f"?sslmode={sslmode}"
+    )
+
+
+def url_text(host: str, token: str, tls: bool) -> str:
+    """redis-py's URL form (`rediss://` = TLS; the AUTH password after the colon, percent-encoded), database 0."""
+    return f"{'rediss' if tls else 'redis'}://:{quote(token, safe='')}@{host}:{VALKEY_PORT}/0"
+
+
+def ledger_dsn(host: pulumi.Input[str], password: pulumi.Output[str], tls: bool) -> pulumi.Output[str]:
     return pulumi.Output.secret(
-        pulumi.Output.all(host, password).apply(
-            lambda parts: (
-                f"postgresql://{LEDGER_USER}:{quote(str(parts[1]), safe='')}@{parts[0]}:{POSTGRES_PORT}/"
-                f"{LEDGER_DATABASE}?sslmode={sslmode}"
-            )
-        )
+        pulumi.Output.all(host, password).apply(lambda parts: dsn_text(str(parts[0]), str(parts[1]), tls))
     )
 
 
 def limit_store_url(host: pulumi.Input[str], token: pulumi.Output[str], tls: bool) -> pulumi.Output[str]:
-    scheme = "rediss" if tls else "redis"
     return pulumi.Output.secret(
-        pulumi.Output.all(host, token).apply(
-            lambda parts: f"{scheme}://:{quote(str(parts[1]), safe='')}@{parts[0]}:{VALKEY_PORT}/0"
-        )
+        pulumi.Output.all(host, token).apply(lambda parts: url_text(str(parts[0]), str(parts[1]), tls))
     )
 
 

@@ -293,3 +293,56 @@ def test_a_ledger_without_its_password_secret_fails_naming_the_key(monkeypatch: 
     monkeypatch.setattr(render, "placeholder_secrets", without_password)
     with pytest.raises(pulumi.RunError, match=r"llm-serving:ledgerDbPassword"):
         render.run("local")
+
+
+# --- DSN, URL, datasource (pure builders) --------------------------------------------------------------------------
+
+
+def test_the_dsn_is_libpq_parsable_with_tls_required_and_the_password_encoded() -> None:
+    from urllib.parse import unquote, urlsplit
+
+    from infra.stores_wiring import dsn_text
+
+    dsn = dsn_text("ledger.abc.us-east-1.rds.amazonaws.com", "p@ss/w:rd?", tls=True)
+    parts = urlsplit(dsn)
+    assert (parts.scheme, parts.username, parts.hostname, parts.port) == (
+        "postgresql",
+        "llm_gateway",
+        "ledger.abc.us-east-1.rds.amazonaws.com",
+        5432,
+    )
+    assert (
+        unquote(parts.password or "") == "p@ss/w:rd?" and parts.path == "/ledger" and parts.query == "sslmode=require"
+    )
+    assert dsn_text("h", "x", tls=False).endswith("?sslmode=disable")
+
+
+def test_the_limit_store_url_uses_tls_on_aws_and_encodes_the_token() -> None:
+    from urllib.parse import unquote, urlsplit
+
+    from infra.stores_wiring import url_text
+
+    parts = urlsplit(url_text("master.limits.cache.amazonaws.com", "tok@en", tls=True))
+    assert (parts.scheme, parts.hostname, parts.port, parts.path) == (
+        "rediss",
+        "master.limits.cache.amazonaws.com",
+        6379,
+        "/0",
+    )
+    assert unquote(parts.password or "") == "tok@en"
+    assert url_text("h", "t", tls=False).startswith("redis://")
+
+
+def test_the_datasource_file_requires_tls_on_aws_and_keeps_the_password_in_secure_json() -> None:
+    from components.spend_dashboard import datasource_provisioning
+
+    (source,) = datasource_provisioning("db.example", 5432, "ledger", "llm_gateway", "pw", tls=True)["datasources"]
+    assert source["type"] == "grafana-postgresql-datasource" and source["url"] == "db.example:5432"
+    assert source["jsonData"]["sslmode"] == "require" and source["jsonData"]["database"] == "ledger"
+    assert source["secureJsonData"] == {"password": "pw"} and "password" not in source
+
+
+def test_valkey_config_file_sets_the_password_and_persistence() -> None:
+    from components.stores import valkey_conf
+
+    assert valkey_conf("s3cret").splitlines() == ["requirepass s3cret", "appendonly yes", "dir /data"]
