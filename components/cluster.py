@@ -114,6 +114,8 @@ class Cluster(pulumi.ComponentResource):
     oidc_provider_arn: pulumi.Output[str]
     oidc_issuer: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
+    # EKS's cluster security group, on every node of a managed node group: what the stores admit (aws_stores.py).
+    cluster_security_group_id: pulumi.Output[str]
     provider: k8s.Provider
     storage_class: k8s.storage.v1.StorageClass
 
@@ -138,6 +140,7 @@ class Cluster(pulumi.ComponentResource):
         self.endpoint = cluster.endpoint
         self.oidc_provider_arn = oidc.arn
         self.oidc_issuer = issuer
+        self.cluster_security_group_id = cluster.vpc_config.apply(lambda config: config.cluster_security_group_id or "")
         self.kubeconfig = pulumi.Output.all(cluster.name, cluster.endpoint, cluster.certificate_authority).apply(
             lambda parts: kubeconfig(parts[0], args.region, parts[1], parts[2]["data"] if parts[2] else "")
         )

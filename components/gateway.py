@@ -44,6 +44,11 @@ class GatewayArgs:
     # The controller that serves the NLB Service / Ingress (AWS Load Balancer Controller): they wait for it.
     exposure_depends_on: list[pulumi.Resource] = field(default_factory=list)
     ingress_class: str = "alb"
+    # The ledger's spool (components/stores.py): an emptyDir of this sizeLimit mounted at `spool_dir`.
+    spool_dir: str | None = None
+    spool_size_limit: str | None = None
+    # What the Deployment waits for (the ledger's migration Job).
+    deployment_depends_on: list[pulumi.Resource] = field(default_factory=list)
     cpu_request: str = "500m"
     cpu_limit: str = "2"
     memory: str = "512Mi"
@@ -83,6 +88,22 @@ def gateway_security_context() -> k8s.core.v1.SecurityContextArgs:
     )
 
 
+def spool_mounts(args: GatewayArgs) -> list[k8s.core.v1.VolumeMountArgs]:
+    return [k8s.core.v1.VolumeMountArgs(name="spool", mount_path=args.spool_dir)] if args.spool_dir else []
+
+
+def spool_volumes(args: GatewayArgs) -> list[k8s.core.v1.VolumeArgs]:
+    """An emptyDir, not a PVC: it survives container restarts, needs no per-pod volume (a Deployment cannot give
+    each pod its own PVC) and keeps pods free to move between AZs; the gateway drains it on SIGTERM."""
+    if not args.spool_dir:
+        return []
+    return [
+        k8s.core.v1.VolumeArgs(
+            name="spool", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=args.spool_size_limit)
+        )
+    ]
+
+
 def gateway_container(args: GatewayArgs, env: list[k8s.core.v1.EnvVarArgs]) -> k8s.core.v1.ContainerArgs:
     http_probe = k8s.core.v1.HTTPGetActionArgs
     return k8s.core.v1.ContainerArgs(
@@ -110,6 +131,7 @@ def gateway_container(args: GatewayArgs, env: list[k8s.core.v1.EnvVarArgs]) -> k
         volume_mounts=[
             k8s.core.v1.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True),
             k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+            *spool_mounts(args),
         ],
         image_pull_policy="IfNotPresent",
     )
@@ -154,6 +176,7 @@ def gateway_pod_spec(
                 name="config", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=config_map_name)
             ),
             k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="64Mi")),
+            *spool_volumes(args),
         ],
     )
 
@@ -317,7 +340,7 @@ class Gateway(pulumi.ComponentResource):
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=LABELS, annotations=pod_annotations), spec=pod
                 ),
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=args.deployment_depends_on)),
         )
 
     def _network_policies(

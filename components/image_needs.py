@@ -49,7 +49,48 @@ DEVICE_PLUGIN_SOURCE = "NVIDIA/k8s-device-plugin@v0.18.2 (commit fb1242add205d85
 # HOME=/root) and vllm/envs.py's cache defaults have kept this shape across releases. Re-read at the tag when bumping.
 VLLM_SOURCE = "vllm-project/vllm docker/Dockerfile (stored at commit 0000977eaf873be6a295cf73017976d49ca2fb9d)"
 
+POSTGRES_SOURCE = "docker-library/postgres (16/bookworm/Dockerfile, docker-entrypoint.sh)"
+VALKEY_SOURCE = "valkey-io/valkey-container (Dockerfile, docker-entrypoint.sh)"
+
 IMAGE_NEEDS: tuple[ImageNeeds, ...] = (
+    ImageNeeds(
+        image="postgres:16.6-bookworm",
+        entrypoint=("docker-entrypoint.sh", "postgres"),
+        image_user=0,
+        needs_root=False,
+        user_source=(
+            f"{POSTGRES_SOURCE}: no USER (the entrypoint drops to `postgres` with gosu when started as root); started "
+            "as any other uid it runs as that uid (nss_wrapper supplies a passwd entry), given a writable PGDATA"
+        ),
+        entrypoint_writes=(
+            WrittenPath("/tmp", "nss_wrapper's passwd/group files for an unknown uid (mktemp)", POSTGRES_SOURCE),
+        ),
+        program_writes=(
+            WrittenPath(
+                "/var/lib/postgresql/data",
+                "the cluster (initdb on first start, then tables and WAL)",
+                f"{POSTGRES_SOURCE}: ENV PGDATA",
+                env="PGDATA",
+            ),
+            WrittenPath(
+                "/var/run/postgresql", "the server's Unix socket and lock file", f"{POSTGRES_SOURCE}: mkdir, chmod 3777"
+            ),
+        ),
+        capabilities=(),
+        capabilities_source="none: the entrypoint's chown/gosu only run when started as root",
+    ),
+    ImageNeeds(
+        image="valkey/valkey:8.0.2",
+        entrypoint=("docker-entrypoint.sh", "valkey-server"),
+        image_user=0,
+        needs_root=False,
+        user_source=f"{VALKEY_SOURCE}: no USER; the entrypoint only chowns /data and drops to `valkey` when root",
+        program_writes=(
+            WrittenPath("/data", "the append-only file and RDB snapshots (`dir /data`, WORKDIR /data)", VALKEY_SOURCE),
+        ),
+        capabilities=(),
+        capabilities_source="none: the entrypoint's chown/setpriv only run when started as root",
+    ),
     ImageNeeds(
         image="nvcr.io/nvidia/k8s/dcgm-exporter:4.2.3-4.1.3-ubuntu22.04",
         entrypoint=("/usr/local/dcgm/dcgm-exporter-entrypoint.sh",),

@@ -103,6 +103,10 @@ class MonitoringArgs:
     managed_control_plane: bool = False
     alert_receivers: list[AlertReceiver] = field(default_factory=list)
     alert_repeat_interval: str = "4h"
+    # The usage ledger (components/spend_dashboard.py): Grafana's PostgreSQL datasource as a provisioning file (a
+    # secret: it holds the password) and the "Spend by team" dashboard; None without a ledger.
+    ledger_datasource_yaml: pulumi.Input[str] | None = None
+    spend_dashboard: dict[str, Any] | None = None
 
 
 def load_dashboards() -> dict[str, dict[str, Any]]:
@@ -528,6 +532,9 @@ class Monitoring(pulumi.ComponentResource):
                 opts=in_ns,
             )
 
+        if args.ledger_datasource_yaml is not None and args.spend_dashboard is not None:
+            self._ledger_view(name, args, in_ns)
+
         for monitor_name, app in (("vllm", VLLM_APP), ("llm-gateway", GATEWAY_APP)):
             monitor = pod_monitor(monitor_name, ns, args.serving_namespace, app, args.scrape_interval)
             k8s.apiextensions.CustomResource(
@@ -545,6 +552,29 @@ class Monitoring(pulumi.ComponentResource):
             metadata=_metadata("llm-serving-alerts", ns),
             spec={"groups": rule_groups(args.alerts)},
             opts=after_release,
+        )
+
+    def _ledger_view(self, name: str, args: MonitoringArgs, in_ns: pulumi.ResourceOptions) -> None:
+        """The ledger's datasource as a Secret and the spend dashboard as a ConfigMap, both loaded by Grafana's
+        sidecars: the chart's datasource sidecar reads Secrets and ConfigMaps labelled `grafana_datasource: "1"` in
+        the release namespace (grafana/helm-charts, grafana-9.x values.yaml: sidecar.datasources.label, resource:
+        both)."""
+        ns = args.namespace
+        assert args.ledger_datasource_yaml is not None and args.spend_dashboard is not None
+        k8s.core.v1.Secret(
+            f"{name}-datasource-ledger",
+            metadata=_meta_args("grafana-datasource-ledger", ns, {"grafana_datasource": "1"}),
+            type="Opaque",
+            string_data={"ledger-datasource.yaml": pulumi.Output.secret(args.ledger_datasource_yaml)},
+            opts=in_ns,
+        )
+        k8s.core.v1.ConfigMap(
+            f"{name}-dashboard-spend",
+            metadata=_meta_args(
+                "grafana-dashboard-spend", ns, {"grafana_dashboard": "1"}, {"grafana_folder": "LLM serving"}
+            ),
+            data={"spend.json": json.dumps(args.spend_dashboard, indent=1, sort_keys=True)},
+            opts=in_ns,
         )
 
     def _dcgm_exporter(

@@ -57,6 +57,12 @@ SKIPS: tuple[Skip, ...] = (
         "filled by secretKeyRef from its credentials Secret; a file-based key option is a possible hardening",
     ),
     Skip(
+        "CKV_K8S_35",
+        "Job.llm-serving.llm-gateway-migrate-*",
+        "`python -m llm_gateway migrate` reads the ledger DSN from $LEDGER_DSN (the gateway's config contract, "
+        "LedgerConfig.dsn_env), filled by secretKeyRef from the stores' Secret, never a literal",
+    ),
+    Skip(
         "CKV_K8S_23",
         _DEVICE_PLUGIN,
         "the device plugin creates its socket in the root-owned hostPath /var/lib/kubelet/device-plugins; NVIDIA's "

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from infra.eks_versions import EKS_VERSIONS, SupportType
 from infra.models import ModelArchitecture
+from infra.stores_config import StoresConfig
 
 PROJECT = "llm-serving"
 PLATFORM_KEY = f"{PROJECT}:platform"
@@ -29,6 +30,8 @@ SECRET_KEYS: dict[str, str] = {
     "openaiApiKey": "key for the managed OpenAI-compatible API the gateway fails over to",
     "grafanaAdminPassword": "Grafana admin password",
     "teamKeys": 'JSON object {"team": ["key", ...]}: the API keys of each team (the gateway stores only hashes)',
+    "ledgerDbPassword": "password of the ledger's PostgreSQL user (stores.ledger); 16+ URL-safe characters",
+    "limitStoreAuthToken": "AUTH token of the limits' Valkey (stores.limits); 16-128 URL-safe characters",
 }
 
 # Regions we know prices and GPU offerings for (EC2 GPU instances are not in every region).
@@ -511,6 +514,9 @@ class PlatformConfig(Strict):
     models: list[ModelConfig] = Field(min_length=1)
     gateway: GatewayConfig
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    stores: StoresConfig | None = Field(
+        default=None, description="Usage ledger (PostgreSQL) and shared limits (Valkey); infra/stores_config.py."
+    )
 
     @property
     def cluster_version(self) -> str:

@@ -17,10 +17,11 @@ from llm_gateway.config import ConfigError as GatewayConfigError
 from llm_gateway.config import parse_config
 
 from components.cluster import SYSTEM_NODE_LABEL
-from components.gateway import PORT, Gateway, GatewayArgs
+from components.gateway import LABELS, PORT, Gateway, GatewayArgs
 from components.naming import VLLM_PORT, vllm_headless_host
 from infra.config import PlatformConfig
 from infra.secrets import Secrets
+from infra.stores_wiring import StoreEndpoints, gateway_store_sections, wire_gateway_stores
 
 # The build context of the gateway image, relative to the working directory: `pulumi up` runs in the project root,
 # so the docker-build provider and the render both see `gateway_image` (and the render stays the same everywhere).
@@ -78,6 +79,7 @@ def gateway_config(platform: PlatformConfig, team_key_hashes: dict[str, list[str
         # Standard output: the node's log pipeline keeps each line even if the pod dies right after answering.
         "audit": {"path": "-", "include_prompts": gateway.audit_include_prompts},
         "stream_recovery": gateway.stream_recovery,
+        **gateway_store_sections(platform),
     }
 
 
@@ -129,6 +131,7 @@ def wire_gateway(
     opts: pulumi.ResourceOptions,
     exposure_depends_on: list[pulumi.Resource] | None = None,
     aws_provider: pulumi.ProviderResource | None = None,
+    store_endpoints: StoreEndpoints | None = None,
 ) -> dict[str, object]:
     stack = pulumi.get_stack()
     if secrets.team_keys is None:
@@ -152,16 +155,25 @@ def wire_gateway(
             )
         secret_env[OPENAI_KEY_ENV] = secrets.openai_api_key
     ingress = platform.gateway.ingress
+    image = gateway_image(platform, aws_provider)
+    node_selector = dict(SYSTEM_NODE_LABEL) if platform.aws is not None else None
+    stores = wire_gateway_stores(
+        platform, secrets, opts, image, store_endpoints or StoreEndpoints(), LABELS, node_selector
+    )
+    secret_env |= stores.secret_env
     gateway = Gateway(
         "llm-gateway",
         GatewayArgs(
             namespace=platform.namespace,
-            image=gateway_image(platform, aws_provider),
+            image=image,
             replicas=platform.gateway.replicas,
             max_replicas=platform.gateway.max_replicas,
             config_yaml=config_yaml,
             secret_env=secret_env,
-            node_selector=dict(SYSTEM_NODE_LABEL) if platform.aws is not None else None,
+            node_selector=node_selector,
+            spool_dir=stores.spool_dir,
+            spool_size_limit=stores.spool_size_limit,
+            deployment_depends_on=stores.depends_on,
             ingress_kind=ingress.kind,
             ingress_host=ingress.host,
             ingress_tls_secret=ingress.tls_secret_name,

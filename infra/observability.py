@@ -8,6 +8,7 @@ from components.monitoring import AlertReceiver, AutoscaledModel, Monitoring, Mo
 from infra.config import PROJECT, PlatformConfig
 from infra.plan import Plan
 from infra.secrets import Secrets
+from infra.stores_wiring import LedgerAccess, ledger_view
 
 
 def alert_receivers(platform: PlatformConfig, config: pulumi.Config) -> list[AlertReceiver]:
@@ -35,7 +36,11 @@ def alert_receivers(platform: PlatformConfig, config: pulumi.Config) -> list[Ale
 
 
 def wire_monitoring(
-    platform: PlatformConfig, plan: Plan, secrets: Secrets, opts: pulumi.ResourceOptions
+    platform: PlatformConfig,
+    plan: Plan,
+    secrets: Secrets,
+    opts: pulumi.ResourceOptions,
+    ledger: LedgerAccess | None = None,
 ) -> dict[str, object]:
     monitoring = platform.monitoring
     if not monitoring.enabled:
@@ -68,6 +73,7 @@ def wire_monitoring(
             managed_control_plane=platform.cluster is not None,
             alert_receivers=alert_receivers(platform, pulumi.Config(PROJECT)),
             alert_repeat_interval=monitoring.alertmanager.repeat_interval,
+            **ledger_view(ledger),
         ),
         opts=opts,
     )

@@ -10,6 +10,7 @@ from infra.capacity import CapacityPlan, plan_capacity
 from infra.config import PLATFORM_KEY, GpuNodeGroupConfig, ModelConfig, PlatformConfig
 from infra.instances import SPOT_DISCOUNT, lookup
 from infra.models import ModelArchitecture, lookup_model
+from infra.stores_cost import stores_monthly_usd
 
 HOURS_PER_MONTH = 730
 
@@ -121,11 +122,15 @@ def cost_outputs(platform: PlatformConfig) -> dict[str, Any]:
             "support_phase": support_phase(version, today),
             "usd_per_hour": fee,
         }
+    stores = stores_monthly_usd(platform.stores)
+    hourly += stores.get("monthly_usd", 0) / HOURS_PER_MONTH
     return {
         "gpus_by_type": dict(sorted(gpus.items())),
         **({"eks_control_plane": control_plane} if control_plane else {}),
+        **({"stores": stores} if stores else {}),
         "estimated_hourly_usd": round(hourly, 2),
         "estimated_monthly_usd": round(hourly * HOURS_PER_MONTH, 0),
-        "basis": "desired node counts x us-east-1 on-demand list price (spot at catalog discount) + EKS fee; "
-        "excludes NAT, EBS, traffic",
+        "basis": "desired node counts x us-east-1 on-demand list price (spot at catalog discount) + EKS fee"
+        + (" + RDS/ElastiCache" if stores else "")
+        + "; excludes NAT, EBS, traffic",
     }

@@ -19,6 +19,7 @@ from infra.observability import wire_monitoring
 from infra.plan import Plan, plan_platform
 from infra.secrets import Secrets, read_secrets
 from infra.serving import wire_serving
+from infra.stores_wiring import StoreEndpoints, ledger_access
 from infra.validation import parse_platform
 
 if TYPE_CHECKING:
@@ -90,14 +91,26 @@ def build(platform: PlatformConfig, secrets: Secrets) -> dict[str, object]:
     # What the gateway's load balancer objects wait for (the controller that serves them).
     exposure_dependencies: list[pulumi.Resource] = []
     aws_provider: pulumi.ProviderResource | None = None
+    # Hosts of RDS/ElastiCache when the stack has them (filled by _aws); the in-cluster stores need none.
+    store_endpoints = StoreEndpoints()
     if platform.aws is not None:
         tags |= platform.aws.tags
-        k8s_provider, aws_provider = _aws(platform, plan, tags, outputs, workload_dependencies, exposure_dependencies)
+        k8s_provider, aws_provider = _aws(
+            platform, plan, tags, outputs, workload_dependencies, exposure_dependencies, secrets, store_endpoints
+        )
     else:
         # The local stack talks to whatever cluster the current kubeconfig context points at (kind, k3d, minikube).
         k8s_provider = k8s.Provider("local-k8s", enable_server_side_apply=True)
     _kubernetes(
-        platform, plan, secrets, k8s_provider, outputs, workload_dependencies, exposure_dependencies, aws_provider
+        platform,
+        plan,
+        secrets,
+        k8s_provider,
+        outputs,
+        workload_dependencies,
+        exposure_dependencies,
+        aws_provider,
+        store_endpoints,
     )
     return outputs
 
@@ -109,6 +122,8 @@ def _aws(
     outputs: dict[str, object],
     workload_dependencies: list[pulumi.Resource],
     exposure_dependencies: list[pulumi.Resource],
+    secrets: Secrets,
+    store_endpoints: StoreEndpoints,
 ) -> tuple[k8s.Provider, pulumi.ProviderResource]:
     """The AWS side (returns the cluster's Kubernetes provider and the AWS provider); appends to
     `workload_dependencies` what the vLLM workloads need to exist first, and to
@@ -120,6 +135,7 @@ def _aws(
     from components.gpu_node_group import GpuNodeGroup
     from components.network import Network
     from infra.controllers import wire_aws_controllers
+    from infra.stores_wiring import wire_aws_stores
 
     assert platform.aws is not None
     cluster_name = plan.cluster_name
@@ -138,6 +154,8 @@ def _aws(
     exposure_dependencies += wire_aws_controllers(
         platform, cluster_name, cluster, cluster.cluster_name, network.vpc_id, provider, cluster.provider, tags
     )
+    managed = wire_aws_stores(platform, secrets, network, cluster, provider, tags)
+    store_endpoints.postgres_host, store_endpoints.valkey_host = managed.postgres_host, managed.valkey_host
     outputs["cluster_name"] = cluster.cluster_name
     outputs["cluster_endpoint"] = cluster.endpoint
     outputs["kubeconfig"] = cluster.kubeconfig
@@ -225,6 +243,7 @@ def _kubernetes(
     workload_dependencies: Sequence[pulumi.Resource] = (),
     exposure_dependencies: Sequence[pulumi.Resource] = (),
     aws_provider: pulumi.ProviderResource | None = None,
+    store_endpoints: StoreEndpoints | None = None,
 ) -> None:
     opts = pulumi.ResourceOptions(providers=[provider])
     k8s.core.v1.Namespace(
@@ -242,7 +261,13 @@ def _kubernetes(
     # Each wiring module turns one part of the validated config into components and returns stack outputs.
     outputs |= wire_serving(platform, plan, secrets, opts, depends_on=workload_dependencies)
     outputs |= wire_gateway(
-        platform, secrets, opts, exposure_depends_on=list(exposure_dependencies), aws_provider=aws_provider
+        platform,
+        secrets,
+        opts,
+        exposure_depends_on=list(exposure_dependencies),
+        aws_provider=aws_provider,
+        store_endpoints=store_endpoints,
     )
-    outputs |= wire_monitoring(platform, plan, secrets, opts)
+    ledger = ledger_access(platform, secrets, store_endpoints or StoreEndpoints())
+    outputs |= wire_monitoring(platform, plan, secrets, opts, ledger=ledger)
     outputs |= wire_metrics_server(platform, opts)

@@ -278,6 +278,11 @@ def summary(result: RenderResult) -> str:
             lines.append("GPUs: " + ", ".join(f"{count} x {gpu}" for gpu, count in sorted(gpus.items())))
         if "estimated_monthly_usd" in cost:
             lines.append(f"estimated monthly cost: ${cost['estimated_monthly_usd']:,.0f} ({cost.get('basis', '')})")
+        stores = cost.get("stores", {})
+        if isinstance(stores, dict) and stores:
+            lines.append(
+                "stores per month: " + ", ".join(f"{key}=${value:,.2f}" for key, value in sorted(stores.items()))
+            )
     plans = result.outputs.get("capacity", {})
     if isinstance(plans, dict):
         for model, plan in sorted(plans.items()):

@@ -16,6 +16,9 @@ class Secrets:
     openai_api_key: pulumi.Output[str] | None
     grafana_admin_password: pulumi.Output[str] | None
     team_keys: pulumi.Output[dict[str, list[str]]] | None
+    # The stores of `stores:` (infra/stores_wiring.py); None when the stack sets none.
+    ledger_db_password: pulumi.Output[str] | None = None
+    limit_store_auth_token: pulumi.Output[str] | None = None
 
 
 def read_secrets(config: pulumi.Config) -> Secrets:
@@ -26,4 +29,6 @@ def read_secrets(config: pulumi.Config) -> Secrets:
         openai_api_key=config.get_secret("openaiApiKey"),
         grafana_admin_password=config.get_secret("grafanaAdminPassword"),
         team_keys=config.get_secret_object("teamKeys"),
+        ledger_db_password=config.get_secret("ledgerDbPassword"),
+        limit_store_auth_token=config.get_secret("limitStoreAuthToken"),
     )

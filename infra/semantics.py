@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from infra.config import PLATFORM_KEY, GatewayConfig, PlatformConfig, describe_error, key_path
 from infra.gateway_wiring import gateway_config
 from infra.instances import CPU_INSTANCE_TYPES, GPU_INSTANCE_TYPES, INSTANCE_TYPES
+from infra.stores_config import stores_problems
 
 
 def semantic_problems(platform: PlatformConfig) -> list[str]:
@@ -21,6 +22,7 @@ def semantic_problems(platform: PlatformConfig) -> list[str]:
     problems += _instance_types(platform)
     problems += _placement(platform)
     problems += _gateway(platform)
+    problems += stores_problems(PLATFORM_KEY, platform.stores, platform.aws is not None, platform.network is not None)
     if not problems:
         # The planner needs valid instance types and placements; its figures only mean something after those.
         from infra.planning import capacity_problems

@@ -88,6 +88,37 @@ MISTAKES = [
         "models[0].checkpoint_quant_method",
         ["'none'", "'awq'"],
     ),
+    # Stores (infra/stores_config.py): a ledger with no store, sizes out of range, a managed store without AWS.
+    ("local", _set("stores.ledger", {}), "stores.ledger", ["exactly one store", "rds", "in_cluster"]),
+    (
+        "local",
+        _set("stores.ledger", {"rds": {}}),
+        "stores.ledger.rds",
+        ["needs `aws` and a `network`", "in_cluster"],
+    ),
+    (
+        "local",
+        _set("stores.limits", {"elasticache": {}}),
+        "stores.limits.elasticache",
+        ["needs `aws` and a `network`", "in_cluster"],
+    ),
+    ("prod", _set("stores.ledger.rds.storage_gib", 5), "stores.ledger.rds.storage_gib", ["5", ">= 20"]),
+    (
+        "prod",
+        _set("stores.ledger.rds.backup_retention_days", 1),
+        "stores.ledger.rds.backup_retention_days",
+        ["1", ">= 7"],
+    ),
+    (
+        "prod",
+        _set("stores.ledger.rds.instance_class", "db.x9.huge"),
+        "stores.ledger.rds.instance_class",
+        ["'db.x9.huge'", "db.m7g.large"],
+    ),
+    ("prod", _set("stores.ledger.rds.engine_version", "9.6"), "stores.ledger.rds.engine_version", ["'9.6'", "16"]),
+    ("prod", _set("stores.limits.elasticache.replicas", 9), "stores.limits.elasticache.replicas", ["9", "<= 5"]),
+    ("prod", _set("stores.limits.on_failure", "maybe"), "stores.limits.on_failure", ["'maybe'", "'open'"]),
+    ("prod", _set("stores.ledger.spool_max_bytes", 100), "stores.ledger.spool_max_bytes", ["100", ">= 1048576"]),
     # Capacity: a 70B model in FP8 on one 24 GB A10G cannot hold its weights.
     ("dev", _set("models.0.catalog", "llama-3.3-70b-instruct"), "models[0]", ["weights", "GiB"]),
     (

@@ -123,9 +123,15 @@ def test_real_looking_values_are_not_placeholders() -> None:
 # --- prod's way in ------------------------------------------------------------------------------------------------
 
 
+def _api_rules(result: render.RenderResult) -> list[render.Recorded]:
+    """Ingress rules of the cluster security group (the mocks answer sg-<cluster name>), not of the stores' groups."""
+    rules = resources_of(result, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    return [rule for rule in rules if rule.inputs["securityGroupId"].startswith("sg-")]
+
+
 def test_prod_private_endpoint_admits_the_configured_network_on_443_through_the_cluster_security_group() -> None:
     result = rendered("prod")
-    rules = resources_of(result, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    rules = _api_rules(result)
     assert [rule.inputs["cidrIpv4"] for rule in rules] == ["198.51.100.0/24"]
     rule = rules[0].inputs
     assert (rule["ipProtocol"], rule["fromPort"], rule["toPort"]) == ("tcp", 443, 443)
@@ -136,7 +142,7 @@ def test_prod_private_endpoint_admits_the_configured_network_on_443_through_the_
 def test_a_runner_security_group_gets_its_own_rule() -> None:
     config = _config("prod")
     config[PLATFORM_KEY]["cluster"]["private_access_security_group_ids"] = ["sg-0123456789abcdef0"]
-    rules = resources_of(render.run("prod", config=config), "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    rules = _api_rules(render.run("prod", config=config))
     assert sorted(rule.inputs.get("referencedSecurityGroupId", "") for rule in rules) == ["", "sg-0123456789abcdef0"]
 
 

@@ -24,7 +24,16 @@ WRITABLE_VOLUMES = ("emptyDir", "hostPath", "persistentVolumeClaim", "ephemeral"
 
 def pod_specs(obj: dict[str, Any]) -> list[dict[str, Any]]:
     spec = obj.get("spec") or {}
-    if obj["kind"] in ("Deployment", "DaemonSet", "StatefulSet", "ReplicaSet", "Job"):
+    if obj["kind"] == "StatefulSet":
+        # Each volumeClaimTemplate is a PVC volume of the same name in every pod of the set.
+        pod = dict(spec["template"]["spec"])
+        claims = [
+            {"name": claim["metadata"]["name"], "persistentVolumeClaim": {"claimName": claim["metadata"]["name"]}}
+            for claim in spec.get("volumeClaimTemplates") or []
+        ]
+        pod["volumes"] = [*(pod.get("volumes") or []), *claims]
+        return [pod]
+    if obj["kind"] in ("Deployment", "DaemonSet", "ReplicaSet", "Job"):
         return [spec["template"]["spec"]]
     if obj["kind"] == "CronJob":
         return [spec["jobTemplate"]["spec"]["template"]["spec"]]
@@ -103,7 +112,7 @@ def test_every_third_party_container_gets_what_its_image_needs(stack: str) -> No
     ("stack", "images"),
     [
         ("prod", {"nvcr.io/nvidia/k8s/dcgm-exporter", "nvcr.io/nvidia/k8s-device-plugin", "vllm/vllm-openai"}),
-        ("local", {"public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo"}),
+        ("local", {"public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo", "postgres", "valkey/valkey"}),
     ],
 )
 def test_the_check_sees_the_images_it_is_meant_for(stack: str, images: set[str]) -> None:
