@@ -156,6 +156,7 @@ class LedgerWriter:
     async def close(self) -> None:
         """Write what is pending (to PostgreSQL, else to the spool) and stop; on SIGTERM nothing is left in memory."""
         self._closing = True
+        self._retry_at = 0.0  # one more try now, even inside the pause after a failure; a failure spools the rest
         self._wake.set()
         if self._task is not None:
             await self._task
