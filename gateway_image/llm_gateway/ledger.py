@@ -26,7 +26,7 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .accounting import Ledger
-from .config import LedgerConfig
+from .config import ConfigError, LedgerConfig
 
 log = logging.getLogger("llm_gateway.ledger")
 
@@ -64,6 +64,14 @@ SPOOL_FILE = "ledger.spool"
 RETRY_AFTER_S = 1.0
 
 Row = tuple[Any, ...]
+# What a database call may raise when PostgreSQL is down, slow, restarting or killed mid-query.
+DB_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
 
 
 def key_id(authorization: str | None) -> str | None:
@@ -179,11 +187,12 @@ class LedgerWriter:
                 # Woken by a full batch: write the full ones, the rest waits for its timer (or the next full batch,
                 # which it heads); woken by the timer or close: everything.
                 await self.flush(full_only=by_count and not self._closing)
+                # Without new rows too: a quiet gateway must not keep its spool until the next request (or stop).
+                if self.spool_bytes and time.monotonic() >= self._retry_at:
+                    await self._replay()
             except Exception:  # never let the writer die: the next round spools or writes again
                 log.exception("ledger: flush failed")
             if self._closing:
-                if self.spool_bytes and time.monotonic() >= self._retry_at:
-                    await self._replay()  # a last try, so that a clean stop leaves no spool behind
                 return
 
     async def flush(self, full_only: bool = False) -> None:
@@ -202,22 +211,29 @@ class LedgerWriter:
         await self._spool(batch)
 
     async def _insert(self, batch: list[Row]) -> bool:
-        started = time.perf_counter()
-        try:
-            if self._conn is None or self._conn.is_closed():
-                self._conn = await asyncpg.connect(self.dsn, timeout=self.write_timeout_s)
-            status = await self._conn.execute(INSERT_SQL, *zip(*batch, strict=True), timeout=self.write_timeout_s)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning("ledger: writing %d rows failed, spooling them: %r", len(batch), exc)
-            self._retry_at = time.monotonic() + RETRY_AFTER_S
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                conn.terminate()
-            return False
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
-        # "INSERT 0 <n>": rows a previous try had already written are not counted again.
-        self.metrics.written.inc(int(status.rsplit(" ", 1)[-1]))
-        return True
+        for attempt in (1, 2):
+            reused = self._conn is not None and not self._conn.is_closed()
+            started = time.perf_counter()
+            try:
+                if self._conn is None or self._conn.is_closed():
+                    self._conn = await asyncpg.connect(self.dsn, timeout=self.write_timeout_s)
+                status = await self._conn.execute(INSERT_SQL, *zip(*batch, strict=True), timeout=self.write_timeout_s)
+            # Whatever the driver raises (asyncpg 0.32 raises InternalClientError, outside its PostgresError and
+            # InterfaceError, on a connection whose server died mid-query), the batch must reach the spool.
+            except Exception as exc:
+                conn, self._conn = self._conn, None
+                if conn is not None:
+                    conn.terminate()
+                if reused and attempt == 1:
+                    continue  # a connection from before a restart or failover: one more try on a new one
+                log.warning("ledger: writing %d rows failed, spooling them: %r", len(batch), exc)
+                self._retry_at = time.monotonic() + RETRY_AFTER_S
+                return False
+            self.metrics.batch_seconds.observe(time.perf_counter() - started)
+            # "INSERT 0 <n>": rows a previous try had already written are not counted again.
+            self.metrics.written.inc(int(status.rsplit(" ", 1)[-1]))
+            return True
+        return False
 
     async def _spool(self, batch: list[Row]) -> None:
         line = orjson.dumps(batch) + b"\n"
@@ -232,7 +248,14 @@ class LedgerWriter:
             )
             return
         # fsync takes milliseconds on a real disk: in a thread, so that the event loop keeps serving.
-        await asyncio.to_thread(_append_synced, self.spool_path, line)
+        try:
+            await asyncio.to_thread(_append_synced, self.spool_path, line)
+        except OSError as exc:  # a full or read-only volume: counted and said, never silent
+            self.metrics.dropped.inc(len(batch))
+            log.error(
+                "ledger: spool write failed (%r): %d rows dropped, first request id %s", exc, len(batch), batch[0][0]
+            )
+            return
         self.spool_bytes += len(line)
         self.metrics.spooled.inc(len(batch))
 
@@ -281,7 +304,10 @@ class UsageLedger:
     def __init__(self, config: LedgerConfig, registry: CollectorRegistry) -> None:
         dsn = os.environ.get(config.dsn_env)
         if not dsn:
-            raise RuntimeError(f"ledger: the environment variable {config.dsn_env} (ledger.dsn_env) is not set")
+            raise ConfigError(
+                f"ledger.dsn_env: the environment variable {config.dsn_env!r} is not set; "
+                "it must hold the ledger's postgresql:// DSN (from a Secret)"
+            )
         self.config = config
         self.dsn = dsn
         self.metrics = LedgerMetrics(registry)
@@ -296,7 +322,7 @@ class UsageLedger:
             return
         try:
             usage = await month_to_date(await self.pool())
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DB_ERRORS as exc:
             log.warning("ledger: month-to-date not restored from PostgreSQL, counting from the audit file: %r", exc)
             return
         for team, (tokens, cost) in usage.items():

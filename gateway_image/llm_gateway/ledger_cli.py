@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from .ledger import DB_ERRORS
 from .ledger_migrations import migrate, migrations
 from .spend import ReportError, ReportQuery, parse_query, render, spend_rows
 
@@ -59,7 +60,7 @@ def main(argv: list[str]) -> int:
         body, _ = render(query, asyncio.run(_report(dsn, query)))
         sys.stdout.write(body.decode())
         return 0
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except DB_ERRORS as exc:
         print(f"llm-gateway {args.command}: cannot reach the ledger database: {exc!r}", file=sys.stderr)
         return 1
 

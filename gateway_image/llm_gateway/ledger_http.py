@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 import os
 
-import asyncpg
 from aiohttp import web
 
 from .errors import GatewayError, error_response
-from .ledger import UsageLedger, key_id
+from .ledger import DB_ERRORS, UsageLedger, key_id
 from .proxy import Exchange
 from .runtime import Runtime
 from .spend import ReportError, parse_query, render, spend_rows
@@ -52,7 +51,7 @@ async def spend_report(
             raise GatewayError(400, str(exc), "bad_request", param=exc.param) from None
         try:
             rows = await spend_rows(await usage_ledger.pool(), query)
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DB_ERRORS as exc:
             log.warning("spend report failed: %r", exc)
             raise GatewayError(
                 503, "The usage ledger database is unavailable; retry later.", "ledger_unavailable", retry_after_s=5
