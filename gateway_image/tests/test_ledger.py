@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -305,3 +308,23 @@ def test_a_broken_connection_spools_the_batch_and_a_new_connection_writes_it(led
     dead.spool_path.parent.mkdir(parents=True)  # start() does this
     run(dead._write([row("y1")]))  # the retry cannot connect either: the batch goes to the spool, not away
     assert (dead_metrics.spooled._value.get(), dead.spool_bytes > 0) == (1, True)
+
+
+def test_migrate_command_from_the_previous_version_and_when_up_to_date(pg_dsn: str) -> None:
+    """The migration Job's command: exit 0 each time, the second run applies only what is new, the third nothing."""
+    env = {**os.environ, "MY_LEDGER_DSN": pg_dsn}
+    command = [sys.executable, "-m", "llm_gateway", "migrate", "--dsn-env", "MY_LEDGER_DSN"]
+    outputs = []
+    for extra in (["--to", "1"], [], []):
+        done = subprocess.run([*command, *extra], env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stderr.strip().splitlines()[-1])
+    assert outputs == [
+        "ledger schema at version 1; applied now: [1]",
+        "ledger schema at version 2; applied now: [2]",
+        "ledger schema at version 2; applied now: none",
+    ]
+    unset = subprocess.run(
+        command, env={**os.environ, "MY_LEDGER_DSN": ""}, capture_output=True, text=True, check=False
+    )
+    assert unset.returncode == 2 and "MY_LEDGER_DSN" in unset.stderr
