@@ -60,6 +60,7 @@ INSERT_SQL = (
     + f") AS batch({', '.join(COLUMNS)}) ON CONFLICT (request_id) DO NOTHING"
 )
 SPOOL_FILE = "ledger.spool"
+MAX_MODEL_CHARS = 256  # the requested model as the client wrote it; every route name is far shorter
 # After a failed write, batches go straight to the spool for this long instead of each waiting for a timeout.
 RETRY_AFTER_S = 1.0
 
@@ -298,6 +299,14 @@ def _read_spool(path: Path) -> list[list[list[Any]]]:
     return batches
 
 
+def _client_text(text: str) -> str:
+    """The model name as the client sent it, made storable: PostgreSQL text cannot hold NUL (one such row would fail
+    its batch, and the spool's replay, for ever), and a 4 MiB name must not land in a billing row."""
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    return text[:MAX_MODEL_CHARS]
+
+
 class UsageLedger:
     """What the gateway holds: the writer, and a small pool of its own for the admin spend reports."""
 
@@ -353,7 +362,7 @@ class UsageLedger:
                 record["time"],
                 record["team"],
                 key,
-                record["model"] or "",
+                _client_text(record["model"]),
                 record["route"] or None,
                 record["backend"],
                 record["endpoint"] or None,

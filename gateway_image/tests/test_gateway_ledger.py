@@ -98,6 +98,8 @@ def ask(url: str, content: str = "hello there", model: str = "llama", key: str =
 def test_rows_land_with_their_fields(harness: Harness, ledger_db: str, tmp_path: Path) -> None:
     a, b = harness.upstream("a"), harness.upstream("b")
     _, url = harness.gateway(gateway_config(tmp_path, a, b))
+    chat_body = {"messages": [{"role": "user", "content": "hello there"}]}
+    auth = {"Authorization": f"Bearer {KEY}"}
     plain = ask(url)
     stream = ask(url, stream=True, stream_options={"include_usage": True})
     for _ in stream.parse():
@@ -106,10 +108,14 @@ def test_rows_land_with_their_fields(harness: Harness, ledger_db: str, tmp_path:
     fallback = ask(url, "one two three")
     with pytest.raises(openai.NotFoundError):
         ask(url, model="nope", key=OTHER_KEY)
+    # A model name PostgreSQL's text cannot hold (NUL) must not stall the batch it is in, nor a long one bloat it.
+    for model in ("no\x00pe", "x" * 5000):
+        odd = httpx.post(url + "/v1/chat/completions", json={**chat_body, "model": model}, headers=auth)
+        assert odd.status_code == 404
     duplicate = {"x-request-id": "client-chosen-id"}
     ask(url, extra_headers=duplicate)
     ask(url, extra_headers=duplicate)  # a client that reuses its id is billed twice, not once
-    found = {r["request_id"]: r for r in rows(ledger_db, 6)}
+    found = {r["request_id"]: r for r in rows(ledger_db, 8)}
 
     key_id = hashlib.sha256(KEY.encode()).hexdigest()[:12]  # what the team config's key_sha256 starts with
     first = found[plain.headers["x-request-id"]]
@@ -131,9 +137,11 @@ def test_rows_land_with_their_fields(harness: Harness, ledger_db: str, tmp_path:
     moved = found[fallback.headers["x-request-id"]]
     assert (moved["backend"], moved["endpoint"], moved["attempts"], moved["fallback"]) == ("vllm-b", b.label, 2, True)
     assert (moved["prompt_tokens"], moved["cost_usd"]) == (3, cost(3))
-    refused = [r for r in found.values() if r["status"] == 404]
+    refused = sorted((r for r in found.values() if r["status"] == 404), key=lambda r: r["ts"])
     assert [(r["team"], r["model"], r["backend"], r["cost_usd"]) for r in refused] == [
-        ("beta", "nope", "none", Decimal(0))
+        ("beta", "nope", "none", Decimal(0)),
+        ("alpha", "nope", "none", Decimal(0)),  # the NUL dropped
+        ("alpha", "x" * 256, "none", Decimal(0)),  # cut to 256 characters
     ]
     chosen = sorted(r for r in found if r.startswith("client-chosen-id~"))
     assert len(chosen) == 2
