@@ -65,6 +65,8 @@ MAX_MODEL_CHARS = 256  # the requested model as the client wrote it; every route
 RETRY_AFTER_S = 1.0
 
 Row = tuple[Any, ...]
+# Rows PostgreSQL will never take, however often they are retried (SQLSTATE classes 22 and 23).
+REFUSED_ROWS = (asyncpg.exceptions.DataError, asyncpg.exceptions.IntegrityConstraintViolationError)
 # What a database call may raise when PostgreSQL is down, slow, restarting or killed mid-query.
 DB_ERRORS = (
     OSError,
@@ -219,6 +221,10 @@ class LedgerWriter:
                 if self._conn is None or self._conn.is_closed():
                     self._conn = await asyncpg.connect(self.dsn, timeout=self.write_timeout_s)
                 status = await self._conn.execute(INSERT_SQL, *zip(*batch, strict=True), timeout=self.write_timeout_s)
+            except REFUSED_ROWS as exc:
+                # PostgreSQL answered, and would answer the same for ever (spooled, replayed): one row it cannot
+                # store must not hold back the others, nor every later batch queued behind it in the spool.
+                return await self._insert_row_by_row(batch, exc)
             # Whatever the driver raises (asyncpg 0.32 raises InternalClientError, outside its PostgresError and
             # InterfaceError, on a connection whose server died mid-query), the batch must reach the spool.
             except Exception as exc:
@@ -235,6 +241,26 @@ class LedgerWriter:
             self.metrics.written.inc(int(status.rsplit(" ", 1)[-1]))
             return True
         return False
+
+    async def _insert_row_by_row(self, batch: list[Row], cause: Exception) -> bool:
+        log.error("ledger: PostgreSQL refused a batch of %d rows (%r); writing it row by row", len(batch), cause)
+        for row in batch:
+            try:
+                assert self._conn is not None
+                status = await self._conn.execute(INSERT_SQL, *([value] for value in row), timeout=self.write_timeout_s)
+            except REFUSED_ROWS as exc:
+                self.metrics.dropped.inc()
+                log.error("ledger: row %s dropped, PostgreSQL cannot store it: %r", row[0], exc)
+                continue
+            except Exception as exc:  # the connection failed meanwhile: all of it to the spool (rows in: no-ops)
+                log.warning("ledger: writing %d rows failed, spooling them: %r", len(batch), exc)
+                conn, self._conn = self._conn, None
+                if conn is not None:
+                    conn.terminate()
+                self._retry_at = time.monotonic() + RETRY_AFTER_S
+                return False
+            self.metrics.written.inc(int(status.rsplit(" ", 1)[-1]))
+        return True
 
     async def _spool(self, batch: list[Row]) -> None:
         line = orjson.dumps(batch) + b"\n"

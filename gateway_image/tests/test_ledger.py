@@ -328,3 +328,19 @@ def test_migrate_command_from_the_previous_version_and_when_up_to_date(pg_dsn: s
         command, env={**os.environ, "MY_LEDGER_DSN": ""}, capture_output=True, text=True, check=False
     )
     assert unset.returncode == 2 and "MY_LEDGER_DSN" in unset.stderr
+
+
+def test_a_row_postgres_cannot_store_is_dropped_alone_and_counted(ledger_db: str, tmp_path: Path) -> None:
+    ledger, metrics = writer(ledger_db, tmp_path)
+    poison = row("p2", team="bad\x00team")  # PostgreSQL text holds no NUL: CharacterNotInRepertoireError (22021)
+    negative = (*row("p4")[:9], -1, *row("p4")[10:])  # fits int4, so it is stored: not every odd value is refused
+
+    async def write() -> None:
+        await ledger.start()
+        await ledger._write([row("p1"), poison, row("p3"), negative])
+        await ledger._write([row("p5")])  # the next batch is not held behind the bad row
+        await ledger.close()
+
+    run(write())
+    assert ids(ledger_db) == ["p1", "p3", "p4", "p5"]
+    assert (metrics.dropped._value.get(), metrics.spooled._value.get(), metrics.written._value.get()) == (1, 0, 4)
