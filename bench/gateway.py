@@ -5,6 +5,7 @@ Run: .venv/bin/python bench/gateway.py [--duration 3] [--targets direct,gateway,
 Targets, each proxying to one fake OpenAI server (aiohttp + uvloop, started here as a subprocess):
   direct   the upstream itself: the baseline every "added" figure subtracts
   gateway  python -m llm_gateway with a team key, a route, pricing and limits, metrics, audit log to a file
+  gateway-ledger  the same plus the usage ledger (issue 12) on a local PostgreSQL started here (pg_server.py)
   aiohttp  a bare aiohttp pass-through (defined below): the floor for any aiohttp proxy, for reference
   nginx    nginx (Debian package) as a plain reverse proxy: one worker, upstream keep-alive, no buffering
   litellm  LiteLLM's proxy (/work/main/.venv-litellm, 'litellm[proxy]<1.110'), one worker, a master key
@@ -215,8 +216,8 @@ class Target:
     pid: int | None = None
 
 
-def gateway_config(tmp: Path, port: int, upstream_port: int) -> Path:
-    config = {
+def gateway_config(tmp: Path, port: int, upstream_port: int, ledger: bool = False) -> Path:
+    config: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": port, "require_api_key": True},
         "backends": [
             {
@@ -242,7 +243,10 @@ def gateway_config(tmp: Path, port: int, upstream_port: int) -> Path:
         "pricing": {MODEL: {"input_per_million": 0.5, "output_per_million": 1.5}},
         "audit": {"path": str(tmp / "audit.jsonl")},
     }
-    path = tmp / "gateway.yaml"
+    if ledger:  # defaults but the spool folder: batches of 500 rows or 1 s
+        config["ledger"] = {"spool_path": str(tmp / "spool")}
+        config["audit"] = {"path": str(tmp / "audit-ledger.jsonl")}
+    path = tmp / ("gateway-ledger.yaml" if ledger else "gateway.yaml")
     path.write_text(json.dumps(config, indent=2))  # JSON is YAML
     return path
 
@@ -302,11 +306,14 @@ def start_target(
 ) -> Target:
     port = free_port()
     log = tmp / f"{name}.log"
-    if name == "gateway":
-        config = gateway_config(tmp, port, upstream_port)
+    if name in ("gateway", "gateway-ledger"):
+        env = {"PYTHONPATH": str(ROOT / "gateway_image")}
+        if name == "gateway-ledger":
+            env["LEDGER_DSN"] = start_postgres(stack)
+        config = gateway_config(tmp, port, upstream_port, ledger=name == "gateway-ledger")
         profiler = ["-m", "cProfile", "-o", str(profile)] if profile else []
         argv = [sys.executable, *profiler, "-m", "llm_gateway", "--config", str(config)]
-        pid = stack.enter_context(process(name, argv, log, {"PYTHONPATH": str(ROOT / "gateway_image")}))
+        pid = stack.enter_context(process(name, argv, log, env))
         wait_ready(f"http://127.0.0.1:{port}/readyz", log)
         return Target(name, f"http://127.0.0.1:{port}/v1", {"Authorization": f"Bearer {GATEWAY_KEY}"}, pid)
     if name == "aiohttp":
@@ -329,6 +336,23 @@ def start_target(
         wait_ready(f"http://127.0.0.1:{port}/health/liveliness", log, timeout_s=180)
         return Target(name, f"http://127.0.0.1:{port}/v1", {"Authorization": f"Bearer {LITELLM_KEY}"})
     raise ValueError(f"unknown target {name!r}")
+
+
+def start_postgres(stack: contextlib.ExitStack) -> str:
+    """A migrated PostgreSQL for the ledger, stopped with the stack; returns its DSN."""
+    sys.path.insert(0, str(ROOT / "gateway_image" / "tests"))
+    sys.path.insert(0, str(ROOT / "gateway_image"))
+    from llm_gateway.ledger_migrations import migrate
+    from pg_server import PgServer, postgres_bin_dir
+
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        sys.exit("gateway-ledger needs PostgreSQL: bash scripts/install-postgres.sh")
+    server = PgServer(bin_dir)
+    stack.callback(server.close)
+    server.start()
+    asyncio.run(migrate(server.dsn))
+    return server.dsn
 
 
 # ----- load: wrk for throughput, aiohttp for exact latency and streams ---------------------------------------

@@ -9,7 +9,10 @@ is C concurrent clients (aiohttp), half streaming. Each request ends as one of:
   ok     a 200 with a complete answer (JSON with choices, or a stream ending in `data: [DONE]`)
   error  a clear error: a 4xx/5xx in OpenAI's error format, or a stream that ends with an error event
   lost   anything else: connection dropped, no answer in time, a stream cut without an error event and without [DONE]
-The gateway's resident memory (VmRSS) is read after warm-up and at the end. gateway_image/tests/test_soak.py runs
+The gateway's resident memory (VmRSS) is read after warm-up and at the end. With --ledger the gateway writes its
+usage ledger to a PostgreSQL the soak starts (gateway_image/tests/pg_server.py) and SIGKILLs now and then
+(`postgres_kill`); the report then says whether every ok answer has exactly one ledger row ("ledger rows == ok").
+gateway_image/tests/test_soak.py runs
 this for ~30 s and asserts lost == 0 and bounded RSS growth; docs/reliability.md holds the figures of longer runs.
 """
 
@@ -135,6 +138,7 @@ class Fleet:
     upstreams: list[Upstream] = field(default_factory=list)
     gateway: subprocess.Popen[bytes] | None = None
     gateway_port: int = 0
+    ledger_dsn: str | None = None  # --ledger: the PostgreSQL the gateway writes its usage ledger to
 
     def config(self, endpoints: list[Upstream]) -> dict[str, Any]:
         return {
@@ -158,6 +162,9 @@ class Fleet:
             "teams": [{"name": "soak", "key_sha256": [hashlib.sha256(API_KEY.encode()).hexdigest()]}],
             "audit": {"path": str(self.workdir / "audit.jsonl")},
             "stream_recovery": True,
+            **(
+                {"ledger": {"spool_path": str(self.workdir / "spool"), "write_timeout_s": 1}} if self.ledger_dsn else {}
+            ),
         }
 
     def write_config(self, endpoints: list[Upstream]) -> Path:
@@ -173,6 +180,7 @@ class Fleet:
             stdout=subprocess.DEVNULL,
             stderr=(self.workdir / "gateway.stderr").open("wb"),
             cwd=ROOT / "gateway_image",
+            env={**os.environ, "LEDGER_DSN": self.ledger_dsn} if self.ledger_dsn else None,
         )
 
     def reload(self, endpoints: list[Upstream]) -> None:
@@ -228,6 +236,7 @@ class Tally:
     latencies_s: list[float] = field(default_factory=list)
     phase: str = "warm-up"  # the fault going on now, so that errors can be put down to it
     errors_by_phase: Counter[str] = field(default_factory=Counter)
+    ok_ids: list[str] = field(default_factory=list)  # x-request-id of each ok answer: its ledger row's id
 
     def fail(self, kind: str) -> None:
         self.error += 1
@@ -264,6 +273,7 @@ async def one_request(session: aiohttp.ClientSession, url: str, stream: bool, ta
                 payload = await response.json()
                 assert payload["choices"][0]["message"]["content"], payload
                 tally.ok += 1
+                tally.ok_ids.append(response.headers.get("x-request-id", ""))
                 tally.latencies_s.append(time.perf_counter() - started)
                 return
             done, error_event = False, None
@@ -276,6 +286,7 @@ async def one_request(session: aiohttp.ClientSession, url: str, stream: bool, ta
                 tally.fail(f"stream {error_event.get('code')}")
             elif done and error_event is None:
                 tally.ok += 1
+                tally.ok_ids.append(response.headers.get("x-request-id", ""))
                 tally.ok_stream += 1
                 tally.latencies_s.append(time.perf_counter() - started)
             else:
@@ -369,6 +380,41 @@ async def fault_loop(
         await _sleep(stop, step_s)
 
 
+async def postgres_fault_loop(server: Any, stop: asyncio.Event, faults: Counter[str], step_s: float) -> None:
+    """Beside the upstream faults: SIGKILL the ledger's PostgreSQL (postmaster and backends), restart it on the same
+    data dir (crash recovery), twice a cycle of the upstream faults. It is always up again when this returns."""
+    while not stop.is_set():
+        await _sleep(stop, 3 * step_s)
+        faults["postgres_kill"] += 1
+        await asyncio.to_thread(server.kill)
+        await _sleep(stop, 2 * step_s)
+        await asyncio.to_thread(server.start)
+
+
+async def ledger_rows_of(dsn: str, request_ids: list[str]) -> int:
+    """How many of these request ids have a ledger row (request_id is the primary key: at most one each)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM usage_ledger WHERE request_id = ANY($1)", request_ids))
+    finally:
+        await conn.close()
+
+
+def start_postgres() -> Any:
+    """A PostgreSQL with the ledger's schema, from the test fixture's module (the same binaries, as the same user)."""
+    sys.path.insert(0, str(FAKE_UPSTREAM_DIR))
+    from pg_server import PgServer, postgres_bin_dir
+
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        raise SystemExit("--ledger needs PostgreSQL: run scripts/install-postgres.sh")
+    server = PgServer(bin_dir)
+    server.start()
+    return server
+
+
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:
     # Faults end on time even when the run stops meanwhile, so the last one is always undone.
     del stop
@@ -399,6 +445,7 @@ class SoakReport:
     rss_end_kib: int
     rss_max_kib: int
     gateway_exit_code: int | None
+    ledger_rows_of_ok: int | None = None  # --ledger: ok answers that have their ledger row
 
     @property
     def rss_growth_ratio(self) -> float:
@@ -418,18 +465,38 @@ class SoakReport:
                 f"gateway RSS: {self.rss_warm_kib / 1024:.1f} MiB after warm-up, {self.rss_end_kib / 1024:.1f} MiB "
                 f"at the end ({self.rss_growth_ratio:+.1%}), max {self.rss_max_kib / 1024:.1f} MiB",
                 f"gateway exit code after SIGTERM: {self.gateway_exit_code}",
+                *(
+                    [
+                        f"ledger rows == ok answers: {self.ledger_rows_of_ok == self.ok} ({self.ledger_rows_of_ok} of "
+                        f"{self.ok} ok answers have their one row)"
+                    ]
+                    if self.ledger_rows_of_ok is not None
+                    else []
+                ),
                 *(f"lost: {example}" for example in self.lost_examples),
             ]
         )
 
 
 async def soak(
-    workdir: Path, seconds: float, clients: int = 16, upstreams: int = 3, warmup_s: float = 5.0, step_s: float = 1.5
+    workdir: Path,
+    seconds: float,
+    clients: int = 16,
+    upstreams: int = 3,
+    warmup_s: float = 5.0,
+    step_s: float = 1.5,
+    ledger: bool = False,
 ) -> SoakReport:
     fleet = Fleet(workdir)
     tally, faults = Tally(), Counter[str]()
     rss_samples: list[int] = []
+    postgres = await asyncio.to_thread(start_postgres) if ledger else None
     try:
+        if postgres is not None:
+            from llm_gateway.ledger_migrations import migrate
+
+            await migrate(postgres.dsn)
+            fleet.ledger_dsn = postgres.dsn
         for index in range(upstreams):
             upstream = Upstream(f"upstream-{index}", free_port(), chunk_delay_s=0.01)
             upstream.start()
@@ -451,18 +518,27 @@ async def soak(
             rss_warm = rss_kib(fleet.gateway.pid)
             started, sent_at_start = time.perf_counter(), tally.sent
             chaos = asyncio.create_task(fault_loop(session, fleet, stop, tally, faults, step_s))
+            chaos_db = asyncio.create_task(postgres_fault_loop(postgres, stop, faults, step_s)) if postgres else None
             while time.perf_counter() - started < seconds:
                 await asyncio.sleep(1)
                 rss_samples.append(rss_kib(fleet.gateway.pid))
             stop.set()
             await chaos
+            if chaos_db is not None:
+                await chaos_db
             await asyncio.gather(*loops)
             elapsed = time.perf_counter() - started
             rss_end = rss_kib(fleet.gateway.pid)
             async with session.get(f"{base}/healthz") as response:
                 assert response.status == 200, "the gateway stopped answering /healthz"
     finally:
-        fleet.close()
+        fleet.close()  # SIGTERM: the gateway writes its last batch (or spools it) before it exits
+        ledger_rows_of_ok = None
+        if postgres is not None:
+            try:
+                ledger_rows_of_ok = await ledger_rows_of(postgres.dsn, tally.ok_ids)
+            finally:
+                await asyncio.to_thread(postgres.close)
     latencies = sorted(tally.latencies_s) or [0.0]
     return SoakReport(
         seconds=elapsed,
@@ -484,6 +560,7 @@ async def soak(
         rss_end_kib=rss_end,
         rss_max_kib=max([rss_warm, rss_end, *rss_samples]),
         gateway_exit_code=fleet.gateway.returncode if fleet.gateway else None,
+        ledger_rows_of_ok=ledger_rows_of_ok,
     )
 
 
@@ -498,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--upstreams", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--ledger", action="store_true", help="usage ledger on a local PostgreSQL, killed now and then")
     args = parser.parse_args(argv)
     if args.command == "upstream":
         serve_upstream(args.name, args.port, args.chunk_delay_s)
@@ -507,12 +585,13 @@ def main(argv: list[str] | None = None) -> int:
     import uvloop
 
     with tempfile.TemporaryDirectory(prefix="soak-") as workdir:
-        report = uvloop.run(soak(Path(workdir), args.seconds, args.clients, args.upstreams))
+        report = uvloop.run(soak(Path(workdir), args.seconds, args.clients, args.upstreams, ledger=args.ledger))
     if args.json:
         print(json.dumps(report.__dict__ | {"rss_growth_ratio": report.rss_growth_ratio}, indent=2))
     else:
         print(report.text())
-    return 0 if report.lost == 0 else 1
+    ledger_ok = report.ledger_rows_of_ok is None or report.ledger_rows_of_ok == report.ok
+    return 0 if report.lost == 0 and ledger_ok else 1
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import sys
 
 import uvloop
 
+from . import ledger_cli
 from .config import ConfigError, GatewayConfig, load_config
 from .server import Gateway, start_server, stop_server
 
@@ -40,6 +41,9 @@ async def serve(config_path: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ledger_cli.COMMANDS:
+        return ledger_cli.main(argv)
     parser = argparse.ArgumentParser(prog="llm-gateway", description=__doc__)
     parser.add_argument("--config", help="YAML config file (see llm_gateway.config.GatewayConfig)")
     parser.add_argument("--check", action="store_true", help="validate the config file and exit")

@@ -352,6 +352,12 @@ class LedgerConfig(StrictModel):
     spool_max_bytes: int = Field(
         default=256 * 1024 * 1024, ge=1024 * 1024, description="Bound of the spool; rows beyond it are counted, logged."
     )
+    write_timeout_s: float = Field(
+        default=5.0, gt=0, le=60, description="Longest wait to connect or insert one batch before it goes to the spool."
+    )
+    report_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, description="Longest wait for one GET /v1/spend query (its own small pool)."
+    )
 
 
 class LimitStoreConfig(StrictModel):

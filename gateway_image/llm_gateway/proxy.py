@@ -47,6 +47,8 @@ class Exchange:
         "completion_tokens",
         "cost_usd",
         "endpoint",
+        "key_id",
+        "ledger_id",
         "model",
         "prompt_tokens",
         "reason",
@@ -79,6 +81,8 @@ class Exchange:
         self.cost_usd = 0.0
         self.ttft_s: float | None = None
         self.stream = False
+        self.key_id: str | None = None  # for the usage ledger: a prefix of the key's SHA-256, never the key
+        self.ledger_id: str | None = None  # the ledger's unique id when the client chose the request id
 
     def add_usage(self, usage: Any, price: PriceConfig | None = None) -> None:
         """Add one attempt's usage, at its backend's price: a recovered stream bills every attempt."""

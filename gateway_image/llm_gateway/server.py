@@ -21,6 +21,8 @@ from .auth import TokenBucket
 from .config import ConfigError, GatewayConfig, load_config
 from .errors import GatewayError, error_response
 from .http_errors import OpenAIErrorAppRunner
+from .ledger import UsageLedger
+from .ledger_http import ledger_ids, served_by_fallback, spend_report
 from .metrics import Metrics
 from .proxy import Exchange, Forwarder, StreamBroken
 from .routing import Route
@@ -41,6 +43,8 @@ class Gateway:
         self.runtime = Runtime(config, self.metrics, self.ledger, self.buckets)
         self.activators = Activators(self.metrics)  # wait queues of backends at zero; they outlive a reload
         self.activators.attach(self.runtime.backends.values())
+        # The usage ledger is read once at start: a reload does not move it to another database.
+        self.usage_ledger = UsageLedger(config.ledger, self.metrics.registry) if config.ledger else None
         self.draining = False
         # Read by the gauge when /metrics is scraped: no lock or call per request.
         self.in_flight = 0
@@ -50,6 +54,10 @@ class Gateway:
 
     async def start(self) -> None:
         await self.runtime.start()
+        if self.usage_ledger is not None:
+            # With a shared limit store, that store counts the month; else this replica's Ledger starts from the DB.
+            shared = self.runtime.config.limit_store is not None
+            await self.usage_ledger.start(None if shared else self.ledger)
 
     async def reload(self, config: GatewayConfig | None = None) -> bool:
         """Swap in a new config; in-flight requests finish on the old one; False if invalid."""
@@ -94,6 +102,8 @@ class Gateway:
         await self.runtime.close(drain_timeout_s=self.runtime.config.server.drain_timeout_s)
         for task in list(self._retired):
             await task
+        if self.usage_ledger is not None:
+            await self.usage_ledger.close()  # after the drain: the last requests' rows are in its batch
 
     def make_app(self) -> web.Application:
         # The body limit is checked per request against the current config; this is only aiohttp's hard cap.
@@ -102,6 +112,7 @@ class Gateway:
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/embeddings", self.embeddings)
         app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/v1/spend", self.spend)
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics_page)
@@ -130,6 +141,9 @@ class Gateway:
             body=runtime.models_body, content_type="application/json", headers={"x-request-id": request_id}
         )
 
+    async def spend(self, request: web.Request) -> web.StreamResponse:
+        return await spend_report(self.usage_ledger, self.runtime, request, _request_id(request))
+
     async def unknown_path(self, request: web.Request) -> web.StreamResponse:
         error = GatewayError(404, f"Unknown endpoint {request.method} {request.path}.", "not_found", code="unknown_url")
         return error_response(error, _request_id(request))
@@ -143,6 +157,8 @@ class Gateway:
         forwarder: Forwarder | None = None
         try:
             exchange.team = runtime.teams.authenticate(request.headers.get("Authorization"))
+            if self.usage_ledger is not None:
+                ledger_ids(request, exchange)
             runtime.teams.check_limits(exchange.team)
             raw_body, body = await _read_body(request, runtime.config.server.max_body_bytes)
             model = body.get("model")
@@ -241,6 +257,8 @@ class Gateway:
             "latency_s": round(latency, 6),
             "ttft_s": None if exchange.ttft_s is None else round(exchange.ttft_s, 6),
         }
+        if self.usage_ledger is not None:
+            self.usage_ledger.append(record, exchange.key_id, exchange.ledger_id, served_by_fallback(runtime, exchange))
         if runtime.config.audit.include_prompts and body is not None:
             record["request"] = body
         try:

@@ -19,6 +19,7 @@ from aiohttp import web
 from fake_upstream import Behaviour, FakeUpstream
 from llm_gateway.config import parse_config
 from llm_gateway.server import Gateway, start_server, stop_server
+from pg_server import pg_dsn, pg_server  # noqa: F401  (fixtures: a real PostgreSQL for any test)
 
 T = TypeVar("T")
 KEY = "sk-team-alpha-secret"

@@ -1,6 +1,7 @@
-"""Soak under faults (~35 s): the gateway as a process, 3 fake upstream processes, 16 clients; upstreams are killed,
-hung (SIGSTOP), slowed, made to fail and to cut streams, and the config is reloaded (SIGHUP). No request may be
-lost, and the gateway's memory must not grow. The engine is bench/soak.py (run it longer there).
+"""Soak under faults (~40 s): the gateway as a process, 3 fake upstream processes, 16 clients; upstreams are killed,
+hung (SIGSTOP), slowed, made to fail and to cut streams, the config is reloaded (SIGHUP), and the usage ledger's
+PostgreSQL is SIGKILLed and restarted. No request may be lost, each ok answer has its one ledger row, and the
+gateway's memory must not grow. The engine is bench/soak.py (run it longer there).
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ soak = load_soak()
 
 def test_no_request_is_lost_and_memory_stays_flat_under_faults(tmp_path: Path) -> None:
     # soak() stops every process it started in a finally, whatever happens.
-    report = asyncio.run(asyncio.wait_for(soak.soak(tmp_path, seconds=30, clients=16, upstreams=3), timeout=120))
+    # With the usage ledger on a real PostgreSQL that is SIGKILLed and restarted meanwhile (postgres_kill).
+    run = soak.soak(tmp_path, seconds=30, clients=16, upstreams=3, ledger=True)
+    report = asyncio.run(asyncio.wait_for(run, timeout=120))
     print(report.text())
     assert report.lost == 0, report.text()
     # No clear error either: each fault hits one upstream of three at a time, and a sibling retry (5xx, 429, refused
@@ -51,6 +54,9 @@ def test_no_request_is_lost_and_memory_stays_flat_under_faults(tmp_path: Path) -
     growth_kib = report.rss_end_kib - report.rss_warm_kib
     assert growth_kib < max(0.2 * report.rss_warm_kib, 8 * 1024), report.text()
     assert report.gateway_exit_code == 0, "the gateway did not drain and exit cleanly on SIGTERM"
+    # Issue 12: every answered request has exactly one ledger row, PostgreSQL kills included.
+    assert report.faults.get("postgres_kill", 0) >= 2, report.faults
+    assert report.ledger_rows_of_ok == report.ok, report.text()
 
 
 @pytest.mark.parametrize(
