@@ -139,7 +139,10 @@ class Gateway:
         forwarder: Forwarder | None = None
         try:
             exchange.team = runtime.teams.authenticate(request.headers.get("Authorization"))
-            runtime.teams.check_limits(exchange.team)
+            if runtime.shared_limits is None:
+                runtime.teams.check_limits(exchange.team)
+            else:
+                await runtime.shared_limits.check(exchange.team)
             raw_body, body = await _read_body(request, runtime.config.server.max_body_bytes)
             model = body.get("model")
             if not isinstance(model, str) or not model:
@@ -210,6 +213,10 @@ class Gateway:
                 series.cost.inc(exchange.cost_usd)
             # The spend gauge is set when /metrics is read, not here.
             self.ledger.record(exchange.team, exchange.prompt_tokens + exchange.completion_tokens, exchange.cost_usd)
+            if runtime.shared_limits is not None:
+                runtime.shared_limits.record(
+                    exchange.team, exchange.prompt_tokens + exchange.completion_tokens, exchange.cost_usd
+                )
         if exchange.backend != "none":
             series.duration.observe(latency)
             if exchange.ttft_s is not None:
