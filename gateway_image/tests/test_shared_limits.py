@@ -17,10 +17,14 @@ import httpx
 import pytest
 import redis
 import yaml
-from llm_gateway.shared_limits import month_keys, rate_retry_after
+from llm_gateway.accounting import Ledger
+from llm_gateway.config import LimitStoreConfig, TeamConfig
+from llm_gateway.errors import GatewayError
+from llm_gateway.metrics import Metrics
+from llm_gateway.shared_limits import SharedLimits, month_keys, rate_retry_after
 from redis_server import RedisServer, redis_server
 
-from conftest import KEY, Harness, backend, free_port, team
+from conftest import KEY, Harness, backend, free_port, metric, sha256, team
 
 __all__ = ["redis_server"]  # the fixture, imported for the tests below
 
@@ -190,3 +194,104 @@ def test_three_gateways_stop_a_team_at_its_budget_and_restarts_keep_it(harness: 
         reply = httpx.post(url + "/v1/chat/completions", json=BODY, headers={"Authorization": f"Bearer {KEY}"})
         assert reply.status_code == 429 and reply.json()["error"]["code"] == "monthly_budget_exceeded"
     assert len(upstream.requests) == 4
+
+
+def wait_for_metric(url: str, name: str, value: float, **labels: str) -> None:
+    for _ in range(100):
+        if metric(url, name, **labels) == value:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{name}{labels} never became {value}: {metric(url, name, **labels)}")
+
+
+def test_store_killed_fails_open_with_each_replicas_share_then_recovers(harness: Harness, fleet: Fleet) -> None:
+    upstream = harness.upstream("a")
+    urls = fleet.start(fleet_config(upstream, requests_per_minute=30, monthly_budget_usd=1000))
+    assert send(urls[:2], 2, concurrency=1) == [200, 200]
+    wait_for_spend(fleet.store, 5.6)
+    fleet.store.kill()
+    statuses = send(urls, 60, concurrency=6)
+    # No 5xx; each of the 3 replicas admits its share of 30 a minute: 10 each (a bucket of one minute's share,
+    # refilling 1/6 a second, so a second or two of test adds at most a request or two).
+    assert set(statuses) <= {200, 429}, statuses
+    assert 30 <= statuses.count(200) <= 33, statuses.count(200)
+    for url in urls:
+        assert metric(url, "llm_gateway_limit_store_up") == 0
+        assert (metric(url, "llm_gateway_limit_store_errors_total", operation="check") or 0) >= 1
+    served_while_down = statuses.count(200)
+    fleet.store.start()  # back, empty
+    for url in urls:
+        wait_for_metric(url, "llm_gateway_limit_store_up", 1)
+    assert send(urls, 3, concurrency=1) == [200, 200, 200]
+    # Without a ledger the month is seeded from what the replicas saw and held: at least the usage served while the
+    # store was down (15 tokens an answer) and the three answers since reach the store, none is lost.
+    tokens = 0
+    for _ in range(100):
+        tokens = month_to_date(fleet.store)[0]
+        if tokens >= (served_while_down + 3) * 15:
+            break
+        time.sleep(0.05)
+    assert tokens >= (served_while_down + 3) * 15
+
+
+def test_store_killed_fails_closed_with_503_in_openai_format(harness: Harness, fleet: Fleet) -> None:
+    upstream = harness.upstream("a")
+    (url,) = fleet.start(fleet_config(upstream, on_failure="closed", requests_per_minute=1000), count=1)
+    assert send([url], 1) == [200]
+    fleet.store.kill()
+    statuses = send([url], 10, concurrency=2)
+    assert statuses == [503] * 10
+    reply = httpx.post(url + "/v1/chat/completions", json=BODY, headers={"Authorization": f"Bearer {KEY}"})
+    error = reply.json()["error"]
+    assert (reply.status_code, error["type"], error["code"]) == (503, "api_error", "limit_store_unavailable")
+    assert reply.headers["Retry-After"] == "1" and error["request_id"] == reply.headers["x-request-id"]
+    assert len(upstream.requests) == 1
+    fleet.store.start()
+    wait_for_metric(url, "llm_gateway_limit_store_up", 1)
+    assert send([url], 2, concurrency=1) == [200, 200]
+
+
+# ---- the rebuild from the ledger, through the MonthToDate seam (llm_gateway.ledger.month_to_date once merged)
+
+
+def test_two_replicas_rebuild_an_emptied_store_once(servers: Any, redis_server: RedisServer) -> None:
+    calls: list[str] = []
+
+    async def from_ledger(team_name: str, now: dt.datetime) -> tuple[int, float]:
+        calls.append(team_name)
+        await asyncio.sleep(0.01)  # both replicas read the ledger before either writes
+        return 1000, 12.5
+
+    teams = [TeamConfig(name="alpha", key_sha256=[sha256(KEY)], monthly_budget_usd=20)]
+    config = LimitStoreConfig(replicas=2, timeout_s=1)
+
+    async def scenario() -> tuple[list[bool], tuple[int, float], str | None]:
+        replicas = [
+            SharedLimits(config, teams, Metrics(), Ledger(), from_ledger, url=redis_server.url) for _ in range(2)
+        ]
+        try:
+            await asyncio.gather(*(replica.check("alpha") for replica in replicas))  # keys missing: rebuild
+            for _ in range(100):
+                if len(calls) == 2 and not any(replica._rebuilding for replica in replicas):
+                    break
+                await asyncio.sleep(0.01)
+            replicas[0].record("alpha", 15, 9.0)  # 12.5 + 9 = 21.5 >= 20: over the budget
+            await replicas[0].flush()
+            # A late rebuild (a replica that saw the keys missing a moment ago) must not overwrite the count.
+            written = [await replica.rebuild("alpha", dt.datetime.now(dt.UTC)) for replica in replicas]
+            code = None
+            try:
+                await replicas[1].check("alpha")
+            except GatewayError as error:
+                code = error.code
+            return written, month_to_date(redis_server), code
+        finally:
+            for replica in replicas:
+                await replica.close()
+
+    written, stored, code = servers.run(scenario())
+    # Each replica read the ledger once when it found the keys missing, and once more when called again here.
+    assert calls == ["alpha"] * 4
+    assert written == [False, False]  # the keys exist by then: SET NX leaves them alone
+    assert stored == (1015, pytest.approx(21.5))  # the ledger's figures once, not twice, plus the new usage
+    assert code == "monthly_budget_exceeded"
