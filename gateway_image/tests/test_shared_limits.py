@@ -161,6 +161,9 @@ def test_three_gateways_hold_one_rate_limit(harness: Harness, fleet: Fleet) -> N
     # 60 a minute for the team across the fleet: within 5% (57..63); alone, each replica would admit 60 (180).
     assert 57 <= statuses.count(200) <= 63, statuses.count(200)
     assert len(upstream.requests) == statuses.count(200)
+    for url in urls:  # decided by the store, not by each replica's fail-open share (which also sums to 60)
+        assert metric(url, "llm_gateway_limit_store_up") == 1
+        assert metric(url, "llm_gateway_limit_store_errors_total", operation="check") is None
 
 
 def wait_for_spend(store: RedisServer, spend: float) -> None:
