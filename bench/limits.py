@@ -80,6 +80,52 @@ def measure(target: Any, duration_s: float, tmp: Path) -> dict[str, float]:
     }
 
 
+def check_cost(store_url: str, calls: int = 20_000) -> dict[str, float]:
+    """Gateway CPU per limit check, in this process: the in-memory check vs the shared one at 1 and 32 at once."""
+    import asyncio
+    import hashlib
+
+    import uvloop
+
+    sys.path.insert(0, str(bench.ROOT / "gateway_image"))
+    from llm_gateway.accounting import Ledger
+    from llm_gateway.auth import Teams
+    from llm_gateway.config import LimitStoreConfig, TeamConfig
+    from llm_gateway.metrics import Metrics
+    from llm_gateway.shared_limits import SharedLimits
+
+    team = TeamConfig(
+        name="bench",
+        key_sha256=[hashlib.sha256(b"k").hexdigest()],
+        requests_per_minute=10**9,
+        monthly_token_limit=10**15,
+        monthly_budget_usd=10**9,
+    )
+    results: dict[str, float] = {}
+
+    async def run() -> None:
+        teams = Teams([team], True, Ledger(), {})
+        started = time.process_time()
+        for _ in range(calls):
+            teams.check_limits("bench")
+        results["memory"] = (time.process_time() - started) / calls * 1e6
+        shared = SharedLimits(LimitStoreConfig(timeout_s=1), [team], Metrics(), Ledger(), url=store_url)
+        await shared.check("bench")
+        for concurrency in (1, 32):
+
+            async def worker(count: int) -> None:
+                for _ in range(count):
+                    await shared.check("bench")
+
+            started = time.process_time()
+            await asyncio.gather(*(worker(calls // concurrency) for _ in range(concurrency)))
+            results[f"shared_{concurrency}"] = (time.process_time() - started) / calls * 1e6
+        await shared.close()
+
+    uvloop.run(run())
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
@@ -95,6 +141,12 @@ def main() -> int:
         stack.enter_context(bench.process("upstream", argv, tmp / "upstream.log"))
         bench.wait_ready(f"http://127.0.0.1:{upstream_port}/health", tmp / "upstream.log")
         store_url = start_redis(stack, tmp)
+        cost = check_cost(store_url)
+        print(
+            "CPU per limit check (us): in memory {memory:.1f}, shared 1 at a time {shared_1:.1f}, "
+            "shared 32 at once {shared_32:.1f}".format(**cost),
+            flush=True,
+        )
         targets = {
             "off": start_gateway(stack, tmp, "off", upstream_port, None),
             "on": start_gateway(stack, tmp, "on", upstream_port, store_url),

@@ -29,7 +29,11 @@ class StoreReplyError(Exception):
 
 def pack(*args: bytes | str | int | float) -> bytes:
     """One command in RESP: an array of bulk strings."""
-    parts = [b"*%d\r\n" % len(args)]
+    return _pack_tail(b"*%d\r\n" % len(args), args)
+
+
+def _pack_tail(head: bytes, args: tuple[bytes | str | int | float, ...]) -> bytes:
+    parts = [head]
     for arg in args:
         data = arg if isinstance(arg, bytes) else str(arg).encode()
         parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
@@ -153,14 +157,21 @@ class PipelinedStore:
         self.sha = hashlib.sha1(self.script).hexdigest().encode()  # the script's name in Redis, not a security hash
         self.connect_timeout_s = connect_timeout_s
         self._protocol: _Protocol | None = None
+        self._heads: dict[tuple[int, int], bytes] = {}
         self._connecting: asyncio.Task[_Protocol] | None = None
 
     async def evalsha(self, keys: list[str], args: list[str | int | float]) -> Reply:
         protocol = self._protocol
         if protocol is None or protocol.lost is not None:
             protocol = await self._connect()
+        shape = (len(keys), len(args))
+        head = self._heads.get(shape)
+        if head is None:
+            # "*<n>", "EVALSHA", the sha and the key count, packed once per shape of call.
+            size = 3 + len(keys) + len(args)
+            head = self._heads[shape] = pack(b"EVALSHA", self.sha, len(keys)).replace(b"*3", b"*%d" % size, 1)
         try:
-            return await protocol.send(pack(b"EVALSHA", self.sha, len(keys), *keys, *args))
+            return await protocol.send(_pack_tail(head, (*keys, *args)))
         except StoreReplyError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
