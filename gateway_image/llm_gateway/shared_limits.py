@@ -208,8 +208,8 @@ class SharedLimits:
     async def check(self, team_name: str) -> None:
         """Raise a 429 if the team is over a limit, a 503 if the store is down and the config fails closed."""
         team = self.by_name.get(team_name)
-        if team is None:
-            return
+        if team is None or not (team.requests_per_minute or team.monthly_token_limit or team.monthly_budget_usd):
+            return  # no limit to check; its usage is still counted (record)
         if not self.up:
             self._degraded(team)
             return

@@ -18,7 +18,7 @@ import pytest
 import redis
 import yaml
 from llm_gateway.accounting import Ledger
-from llm_gateway.config import LimitStoreConfig, TeamConfig
+from llm_gateway.config import ConfigError, LimitStoreConfig, TeamConfig
 from llm_gateway.errors import GatewayError
 from llm_gateway.metrics import Metrics
 from llm_gateway.shared_limits import SharedLimits, month_keys, rate_retry_after
@@ -298,3 +298,10 @@ def test_two_replicas_rebuild_an_emptied_store_once(servers: Any, redis_server: 
     assert written == [False, False]  # the keys exist by then: SET NX leaves them alone
     assert stored == (1015, pytest.approx(21.5))  # the ledger's figures once, not twice, plus the new usage
     assert code == "monthly_budget_exceeded"
+
+
+def test_a_missing_store_url_fails_with_the_key_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LIMIT_STORE_URL", raising=False)
+    with pytest.raises(ConfigError) as caught:
+        SharedLimits(LimitStoreConfig(), [], Metrics(), Ledger())
+    assert str(caught.value).startswith("limit_store.url_env: environment variable LIMIT_STORE_URL is not set")
