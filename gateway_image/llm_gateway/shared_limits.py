@@ -181,11 +181,12 @@ class SharedLimits:
             url, socket_timeout=timeout, socket_connect_timeout=timeout, max_connections=256
         )
         # The check, on the path, goes over one auto-pipelined connection (store_client.py says why).
-        self.fast = PipelinedStore(url, CHECK_SCRIPT, connect_timeout_s=timeout)
+        self.fast = PipelinedStore(url, CHECK_SCRIPT, timeout_s=timeout)
         self._record = self.client.register_script(RECORD_SCRIPT)
         self.up = True
         metrics.limit_store_up.set(1)
         self._known: dict[str, Known] = {}
+        self._keys: dict[str, tuple[int, list[str]]] = {}
         # Fail-open: each replica's share of the rate, in the in-memory token buckets of the single-replica path.
         self._buckets: dict[str, TokenBucket] = {}
         for team in teams:
@@ -213,12 +214,10 @@ class SharedLimits:
         if not self.up:
             self._degraded(team)
             return
-        now = dt.datetime.now(dt.UTC)
-        stamp = now.timestamp()
+        stamp = time.time()
         window = int(stamp // WINDOW_S)
         elapsed = stamp / WINDOW_S - window
-        tokens_key, spend_key = month_keys(team.name, now)
-        keys = [f"llm:{{{team.name}}}:rpm:{window}", f"llm:{{{team.name}}}:rpm:{window - 1}", tokens_key, spend_key]
+        keys = self._keys_of(team.name, window)
         args: list[str | int | float] = [
             team.requests_per_minute or 0,
             repr(elapsed),
@@ -226,8 +225,7 @@ class SharedLimits:
             repr(team.monthly_budget_usd or 0),
         ]
         try:
-            async with asyncio.timeout(self.config.timeout_s):
-                reply = await self.fast.evalsha(keys, args)
+            reply = await self.fast.evalsha(keys, args)  # fails with TimeoutError after timeout_s
         except STORE_ERRORS as exc:
             self._failed("check", exc)
             self._degraded(team)
@@ -237,6 +235,10 @@ class SharedLimits:
             self._degraded(team)
             return
         verdict, missing = int(reply[0]), int(reply[1])
+        if verdict == 0 and not missing:
+            self._remember(team.name, float(reply[2]), float(reply[3]))
+            return
+        now = dt.datetime.fromtimestamp(stamp, dt.UTC)
         if missing:
             self._schedule_rebuild(team.name, now)
             self._over_month(team, now, *self._estimate(team.name))
@@ -284,9 +286,27 @@ class SharedLimits:
                 retry_after_s=seconds_to_next_month(now),
             )
 
+    def _keys_of(self, team: str, window: int) -> list[str]:
+        """The check's keys, built once a minute per team (a month starts on a minute, so its keys change then)."""
+        cached = self._keys.get(team)
+        if cached is not None and cached[0] == window:
+            return cached[1]
+        tokens_key, spend_key = month_keys(team, dt.datetime.fromtimestamp(window * WINDOW_S, dt.UTC))
+        keys = [f"llm:{{{team}}}:rpm:{window}", f"llm:{{{team}}}:rpm:{window - 1}", tokens_key, spend_key]
+        self._keys[team] = (window, keys)
+        return keys
+
     def _remember(self, team: str, tokens: float, spend_usd: float) -> None:
         local = self.ledger.usage(team)
-        self._known[team] = Known(tokens, spend_usd, local.tokens, local.spend_usd)
+        known = self._known.get(team)
+        if known is None:
+            known = self._known[team] = Known()
+        known.tokens, known.spend_usd, known.local_tokens, known.local_spend_usd = (
+            tokens,
+            spend_usd,
+            local.tokens,
+            local.spend_usd,
+        )
 
     def _estimate(self, team: str) -> tuple[float, float]:
         """Month-to-date without the store: the last value seen plus this replica's usage since, times replicas.

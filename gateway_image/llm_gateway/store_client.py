@@ -76,9 +76,14 @@ def parse(buffer: bytes, pos: int) -> tuple[Reply | StoreReplyError, int]:
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(self, timeout_s: float) -> None:
         self.transport: asyncio.Transport | None = None
         self.waiters: collections.deque[asyncio.Future[Reply]] = collections.deque()
+        # When each waiter was sent (same order). Replies come in order, so the oldest waiter is always the first:
+        # one timer watching it replaces a timer per call (asyncio.timeout costs a scheduled handle each).
+        self.sent_at: collections.deque[float] = collections.deque()
+        self.timeout_s = timeout_s
+        self.watchdog: asyncio.TimerHandle | None = None
         self.buffer = b""
         self.outgoing: list[bytes] = []
         self.flush_scheduled = False
@@ -95,6 +100,7 @@ class _Protocol(asyncio.Protocol):
             while pos < len(buffer):
                 reply, pos = parse(buffer, pos)
                 waiter = self.waiters.popleft()
+                self.sent_at.popleft()
                 if waiter.done():  # its caller timed out: the reply is dropped, the order stays right
                     continue
                 if isinstance(reply, StoreReplyError):
@@ -116,10 +122,28 @@ class _Protocol(asyncio.Protocol):
 
     def _fail(self, exc: BaseException) -> None:
         self.lost = exc
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+        self.sent_at.clear()
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.done():
-                waiter.set_exception(ConnectionError(f"limit store connection lost: {exc}"))
+                error = exc if isinstance(exc, TimeoutError) else ConnectionError(f"limit store connection lost: {exc}")
+                waiter.set_exception(error)
+
+    def _watch(self) -> None:
+        self.watchdog = None
+        if not self.sent_at:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = self.sent_at[0] + self.timeout_s
+        if loop.time() < deadline:
+            self.watchdog = loop.call_at(deadline, self._watch)
+            return
+        # The oldest call is overdue: the store is stuck or gone; every call in flight fails now.
+        self._fail(TimeoutError(f"the limit store did not answer within {self.timeout_s:g} s"))
+        if self.transport is not None:
+            self.transport.close()
 
     def send(self, payload: bytes) -> asyncio.Future[Reply]:
         if self.lost is not None or self.transport is None or self.transport.is_closing():
@@ -127,6 +151,9 @@ class _Protocol(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Reply] = loop.create_future()
         self.waiters.append(waiter)
+        self.sent_at.append(loop.time())
+        if self.watchdog is None:
+            self.watchdog = loop.call_at(self.sent_at[0] + self.timeout_s, self._watch)
         self.outgoing.append(payload)
         if not self.flush_scheduled:
             self.flush_scheduled = True
@@ -141,9 +168,13 @@ class _Protocol(asyncio.Protocol):
 
 
 class PipelinedStore:
-    """Runs one Lua script on a redis:// or rediss:// store over a single auto-pipelined connection."""
+    """Runs one Lua script on a redis:// or rediss:// store over a single auto-pipelined connection.
 
-    def __init__(self, url: str, script: str, connect_timeout_s: float) -> None:
+    A call fails with TimeoutError once it waited timeout_s (connecting included), with ConnectionError when the
+    connection is lost, and with StoreReplyError when the store answers an error.
+    """
+
+    def __init__(self, url: str, script: str, timeout_s: float) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss"):
             raise ValueError(f"limit store URL must start with redis:// or rediss://, not {parts.scheme}://")
@@ -155,7 +186,7 @@ class PipelinedStore:
         self.db = int(parts.path.lstrip("/") or 0)
         self.script = script.encode()
         self.sha = hashlib.sha1(self.script).hexdigest().encode()  # the script's name in Redis, not a security hash
-        self.connect_timeout_s = connect_timeout_s
+        self.timeout_s = timeout_s
         self._protocol: _Protocol | None = None
         self._heads: dict[tuple[int, int], bytes] = {}
         self._connecting: asyncio.Task[_Protocol] | None = None
@@ -186,9 +217,13 @@ class PipelinedStore:
     async def _open(self) -> _Protocol:
         loop = asyncio.get_running_loop()
         context = ssl.create_default_context() if self.tls else None
-        async with asyncio.timeout(self.connect_timeout_s):
+        async with asyncio.timeout(self.timeout_s):
             _, protocol = await loop.create_connection(
-                _Protocol, self.host, self.port, ssl=context, server_hostname=self.host if self.tls else None
+                lambda: _Protocol(self.timeout_s),
+                self.host,
+                self.port,
+                ssl=context,
+                server_hostname=self.host if self.tls else None,
             )
             setup: list[asyncio.Future[Reply]] = []
             if self.password is not None:

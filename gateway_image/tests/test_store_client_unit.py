@@ -47,7 +47,7 @@ class FakeTransport(asyncio.Transport):
 
 def test_commands_of_one_tick_leave_in_one_write_and_replies_keep_their_order() -> None:
     async def scenario() -> tuple[list[bytes], Any, Any, bool]:
-        protocol = _Protocol()
+        protocol = _Protocol(timeout_s=5)
         transport = FakeTransport()
         protocol.connection_made(transport)
         first = protocol.send(pack("GET", "a"))
@@ -68,7 +68,7 @@ def test_commands_of_one_tick_leave_in_one_write_and_replies_keep_their_order() 
 
 def test_a_lost_connection_fails_every_waiting_call() -> None:
     async def scenario() -> list[BaseException | None]:
-        protocol = _Protocol()
+        protocol = _Protocol(timeout_s=5)
         protocol.connection_made(FakeTransport())
         waiting = [protocol.send(pack("PING")) for _ in range(3)]
         protocol.connection_lost(ConnectionResetError("reset"))
@@ -91,3 +91,20 @@ def test_url_parts() -> None:
     )
     with pytest.raises(ValueError, match="redis:// or rediss://"):
         PipelinedStore("http://x", "return 1", 1)
+
+
+def test_a_call_unanswered_for_timeout_s_fails_every_call_in_flight_and_closes() -> None:
+    async def scenario() -> tuple[BaseException | None, BaseException | None, bytes | int | list[Any] | None, bool]:
+        protocol = _Protocol(timeout_s=0.05)
+        transport = FakeTransport()
+        protocol.connection_made(transport)
+        answered = protocol.send(pack("GET", "a"))
+        protocol.data_received(b"$1\r\nA\r\n")
+        first = protocol.send(pack("GET", "b"))
+        second = protocol.send(pack("GET", "c"))
+        await asyncio.sleep(0.2)  # no reply comes
+        return first.exception(), second.exception(), answered.result(), transport.closed
+
+    first, second, answered, closed = asyncio.run(scenario())
+    assert isinstance(first, TimeoutError) and isinstance(second, TimeoutError)
+    assert answered == b"A" and closed
