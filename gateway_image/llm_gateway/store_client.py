@@ -1,14 +1,15 @@
-"""The hot path's connection to the limit store: one connection, commands auto-pipelined, replies in order.
+"""The gateway's connection to the limit store: one connection, commands auto-pipelined, replies in order.
 
 Why not redis-py here: its asyncio client takes a pooled connection per call and parses each reply in Python
 objects of its own; measured on this machine, an EVALSHA costs ~115-160 us of gateway CPU with it and ~14 us with
 this client at 32 concurrent calls (docs/benchmarks.md, "Shared limits"), and the gateway itself spends ~150 us
-per request. Redis answers the commands of one connection in the order it received them (RESP, "pipelining",
+per request. The usage batches go the same way (a redis-py pipeline cost ~200-300 us per batch).
+Redis answers the commands of one connection in the order it received them (RESP, "pipelining",
 https://redis.io/docs/latest/develop/use/pipelining/), so any number of concurrent requests can share one
 connection: each command's future waits in a FIFO, the commands of one event-loop tick leave in one write, and each
-reply resolves the oldest future. redis-py stays for everything off the path (usage, rebuilds, probes).
+reply resolves the oldest future. redis-py stays for the rare calls (rebuilds, probes).
 
-RESP2 only, and only what the check needs: AUTH, SELECT, SCRIPT LOAD, EVALSHA (EVAL when the script is gone).
+RESP2 only, and only what the scripts need: AUTH, SELECT, SCRIPT LOAD, EVALSHA (EVAL when a script is gone).
 """
 
 from __future__ import annotations
@@ -168,13 +169,13 @@ class _Protocol(asyncio.Protocol):
 
 
 class PipelinedStore:
-    """Runs one Lua script on a redis:// or rediss:// store over a single auto-pipelined connection.
+    """Runs Lua scripts on a redis:// or rediss:// store over a single auto-pipelined connection.
 
     A call fails with TimeoutError once it waited timeout_s (connecting included), with ConnectionError when the
     connection is lost, and with StoreReplyError when the store answers an error.
     """
 
-    def __init__(self, url: str, script: str, timeout_s: float) -> None:
+    def __init__(self, url: str, scripts: list[str], timeout_s: float) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("redis", "rediss"):
             raise ValueError(f"limit store URL must start with redis:// or rediss://, not {parts.scheme}://")
@@ -184,30 +185,32 @@ class PipelinedStore:
         self.username = unquote(parts.username) if parts.username else None
         self.password = unquote(parts.password) if parts.password else None
         self.db = int(parts.path.lstrip("/") or 0)
-        self.script = script.encode()
-        self.sha = hashlib.sha1(self.script).hexdigest().encode()  # the script's name in Redis, not a security hash
+        # A script's name in Redis is its SHA-1 (not a security hash here).
+        self.scripts = {script: hashlib.sha1(script.encode()).hexdigest().encode() for script in scripts}
         self.timeout_s = timeout_s
         self._protocol: _Protocol | None = None
-        self._heads: dict[tuple[int, int], bytes] = {}
+        self._heads: dict[tuple[str, int, int], bytes] = {}
         self._connecting: asyncio.Task[_Protocol] | None = None
 
-    async def evalsha(self, keys: list[str], args: list[str | int | float]) -> Reply:
+    async def evalsha(self, script: str, keys: list[str], args: list[str | int | float]) -> Reply:
+        """Run one of the scripts given at construction."""
         protocol = self._protocol
         if protocol is None or protocol.lost is not None:
             protocol = await self._connect()
-        shape = (len(keys), len(args))
+        shape = (script, len(keys), len(args))
         head = self._heads.get(shape)
         if head is None:
-            # "*<n>", "EVALSHA", the sha and the key count, packed once per shape of call.
+            # "*<n>", "EVALSHA", the sha and the key count, packed once per script and shape of call.
             size = 3 + len(keys) + len(args)
-            head = self._heads[shape] = pack(b"EVALSHA", self.sha, len(keys)).replace(b"*3", b"*%d" % size, 1)
+            packed = pack(b"EVALSHA", self.scripts[script], len(keys))
+            head = self._heads[shape] = packed.replace(b"*3", b"*%d" % size, 1)
         try:
             return await protocol.send(_pack_tail(head, (*keys, *args)))
         except StoreReplyError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
             # The store lost its scripts (SCRIPT FLUSH, a failover to a fresh replica): EVAL loads it again.
-            return await protocol.send(pack(b"EVAL", self.script, len(keys), *keys, *args))
+            return await protocol.send(pack(b"EVAL", script, len(keys), *keys, *args))
 
     async def _connect(self) -> _Protocol:
         if self._connecting is None or self._connecting.done():
@@ -231,7 +234,7 @@ class PipelinedStore:
                 setup.append(protocol.send(pack(b"AUTH", *credentials)))
             if self.db:
                 setup.append(protocol.send(pack(b"SELECT", self.db)))
-            setup.append(protocol.send(pack(b"SCRIPT", b"LOAD", self.script)))
+            setup += [protocol.send(pack(b"SCRIPT", b"LOAD", script)) for script in self.scripts]
             try:
                 for waiter in setup:
                     await waiter

@@ -80,7 +80,7 @@ def test_a_lost_connection_fails_every_waiting_call() -> None:
 
 
 def test_url_parts() -> None:
-    store = PipelinedStore("rediss://default:p%40ss@cache.example:6380/2", "return 1", 1)
+    store = PipelinedStore("rediss://default:p%40ss@cache.example:6380/2", ["return 1"], 1)
     assert (store.host, store.port, store.tls, store.username, store.password, store.db) == (
         "cache.example",
         6380,
@@ -90,7 +90,7 @@ def test_url_parts() -> None:
         2,
     )
     with pytest.raises(ValueError, match="redis:// or rediss://"):
-        PipelinedStore("http://x", "return 1", 1)
+        PipelinedStore("http://x", ["return 1"], 1)
 
 
 def test_a_call_unanswered_for_timeout_s_fails_every_call_in_flight_and_closes() -> None:
