@@ -262,8 +262,11 @@ class Gateway:
 
     async def metrics_page(self, request: web.Request) -> web.StreamResponse:
         # Month-to-date spend must read 0 after a month change even for teams with no request yet.
+        shared = self.runtime.shared_limits
+        fleet = await shared.spend_by_team() if shared is not None else {}  # the fleet's, with shared limits
         for team in self.runtime.config.teams:
-            self.metrics.child(self.metrics.team_spend, team.name).set(self.ledger.usage(team.name).spend_usd)
+            spend = fleet.get(team.name, self.ledger.usage(team.name).spend_usd)
+            self.metrics.child(self.metrics.team_spend, team.name).set(spend)
         return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -265,6 +265,25 @@ class SharedLimits:
         if self._flusher is None:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_forever())
 
+    async def spend_by_team(self) -> dict[str, float]:
+        """The fleet's month-to-date spend per team, read from the store for /metrics (off the path).
+
+        The store down: the last value seen plus this replica's usage since, as the fail-open check counts it.
+        """
+        now = dt.datetime.now(dt.UTC)
+        names = list(self.by_name)
+        if self.up and names:
+            try:
+                async with asyncio.timeout(max(self.config.timeout_s, 0.5)):
+                    values = await self.client.mget([month_keys(name, now)[1] for name in names])
+                return {
+                    name: float(value) if value is not None else self._estimate(name)[1]
+                    for name, value in zip(names, values, strict=True)
+                }
+            except STORE_ERRORS as exc:
+                self._failed("read", exc)
+        return {name: self._estimate(name)[1] for name in names}
+
     # ---- decisions
 
     def _over_month(self, team: TeamConfig, now: dt.datetime, tokens: float, spend_usd: float) -> None:

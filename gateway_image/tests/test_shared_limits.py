@@ -186,6 +186,8 @@ def test_three_gateways_stop_a_team_at_its_budget_and_restarts_keep_it(harness: 
         assert reply.status_code == 200, reply.text
         wait_for_spend(fleet.store, 2.8 * (index + 1))
     assert month_to_date(fleet.store) == (60, pytest.approx(11.2))
+    for url in urls:  # each replica reports the fleet's month-to-date (dashboards take the max over replicas)
+        assert metric(url, "llm_gateway_team_spend_usd", team="alpha") == pytest.approx(11.2)
     for url in urls:
         reply = httpx.post(url + "/v1/chat/completions", json=BODY, headers={"Authorization": f"Bearer {KEY}"})
         assert reply.status_code == 429
