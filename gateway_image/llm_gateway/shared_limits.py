@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import importlib
+import inspect
 import logging
 import math
 import os
@@ -48,8 +49,9 @@ from .store_client import PipelinedStore, StoreReplyError
 
 logger = logging.getLogger("llm_gateway.shared_limits")
 
-# (team, now) -> (tokens, spend in USD) used by the team in now's calendar month (UTC), from the ledger.
-MonthToDate = Callable[[str, dt.datetime], Awaitable[tuple[int, float]]]
+# (team, now) -> (tokens, spend in USD) used by the team in now's calendar month (UTC), from the ledger. The seam to
+# the ledger engineer's llm_gateway.ledger.month_to_date; a plain (not async) function is accepted too.
+MonthToDate = Callable[[str, dt.datetime], Awaitable[tuple[int, float]] | tuple[int, float]]
 
 WINDOW_S = 60
 MONTH_KEY_GRACE_S = 35 * 86400  # a month's counters stay readable five weeks after it ended
@@ -441,7 +443,8 @@ class SharedLimits:
         held = self._held.pop(key, [0, 0.0])
         try:
             if self.month_to_date is not None:
-                tokens, spend = await self.month_to_date(team, now)
+                found = self.month_to_date(team, now)
+                tokens, spend = await found if inspect.isawaitable(found) else found
             else:
                 # No ledger: the last month-to-date this replica saw in the store (0 at the start of a month), plus
                 # what it served while the keys were missing.

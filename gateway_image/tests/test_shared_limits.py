@@ -254,6 +254,16 @@ def test_store_killed_fails_closed_with_503_in_openai_format(harness: Harness, f
     fleet.store.start()
     wait_for_metric(url, "llm_gateway_limit_store_up", 1)
     assert send([url], 2, concurrency=1) == [200, 200]
+    # A store that hangs (SIGSTOP) rather than dies: the gateway answers 503 after timeout_s (0.2 s), well before the
+    # test client's own 20 s timeout would turn the wait into an exception.
+    assert fleet.store.process is not None
+    fleet.store.process.send_signal(signal.SIGSTOP)
+    try:
+        assert send([url], 3, concurrency=3) == [503, 503, 503]
+    finally:
+        fleet.store.process.send_signal(signal.SIGCONT)
+    wait_for_metric(url, "llm_gateway_limit_store_up", 1)
+    assert send([url], 1) == [200]
 
 
 # ---- the rebuild from the ledger, through the MonthToDate seam (llm_gateway.ledger.month_to_date once merged)
