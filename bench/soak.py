@@ -131,6 +131,31 @@ class Upstream:
 
 
 @dataclass
+class LimitStore:
+    """redis-server (Debian's, scripts/install-valkey.sh) as the gateway's shared-limits store; killed as a fault."""
+
+    workdir: Path
+    port: int = field(default_factory=lambda: free_port())
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://:soak-store-secret@127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        # No persistence: a restarted store comes back empty, and the gateway must rebuild its counters.
+        command = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--requirepass"]
+        command += ["soak-store-secret", "--save", "", "--appendonly", "no", "--dir", str(self.workdir)]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
+
+@dataclass
 class Fleet:
     """Every process the soak starts; `close()` stops all of them (called from a finally)."""
 
@@ -139,8 +164,26 @@ class Fleet:
     gateway: subprocess.Popen[bytes] | None = None
     gateway_port: int = 0
     ledger_dsn: str | None = None  # --ledger: the PostgreSQL the gateway writes its usage ledger to
+    store: LimitStore | None = None
+
+    def _env(self) -> dict[str, str] | None:
+        extra = {}
+        if self.ledger_dsn:
+            extra["LEDGER_DSN"] = self.ledger_dsn
+        if self.store is not None:
+            extra["LIMIT_STORE_URL"] = self.store.url
+        return {**os.environ, **extra} if extra else None
 
     def config(self, endpoints: list[Upstream]) -> dict[str, Any]:
+        config = self._config(endpoints)
+        if self.store is not None:
+            # Fail open: a store fault must cost no answer; the rate limit is far above the load, so it is checked
+            # on every request without refusing any.
+            config["limit_store"] = {"on_failure": "open", "timeout_s": 0.05}
+            config["teams"][0]["requests_per_minute"] = 10**9
+        return config
+
+    def _config(self, endpoints: list[Upstream]) -> dict[str, Any]:
         return {
             "server": {
                 "host": "127.0.0.1",
@@ -180,7 +223,7 @@ class Fleet:
             stdout=subprocess.DEVNULL,
             stderr=(self.workdir / "gateway.stderr").open("wb"),
             cwd=ROOT / "gateway_image",
-            env={**os.environ, "LEDGER_DSN": self.ledger_dsn} if self.ledger_dsn else None,
+            env=self._env(),
         )
 
     def reload(self, endpoints: list[Upstream]) -> None:
@@ -191,6 +234,8 @@ class Fleet:
     def close(self) -> None:
         for upstream in self.upstreams:
             upstream.kill()
+        if self.store is not None:
+            self.store.kill()
         if self.gateway is not None and self.gateway.poll() is None:
             self.gateway.send_signal(signal.SIGTERM)
             try:
@@ -330,6 +375,8 @@ async def fault_loop(
         "malformed",
         "no_done",
     ]
+    if fleet.store is not None:
+        kinds.append("store_kill")
     index = 0
     while not stop.is_set():
         upstream = fleet.upstreams[index % len(fleet.upstreams)]
@@ -372,6 +419,10 @@ async def fault_loop(
             await _sleep(stop, step_s)
             upstream.process.send_signal(signal.SIGCONT)
             upstream.stopped = False
+        elif kind == "store_kill" and fleet.store is not None:
+            fleet.store.kill()
+            await _sleep(stop, step_s)
+            fleet.store.start()  # empty
         elif kind == "reload_drop":
             fleet.reload([other for other in fleet.upstreams if other is not upstream])
             await _sleep(stop, step_s)
@@ -486,8 +537,12 @@ async def soak(
     warmup_s: float = 5.0,
     step_s: float = 1.5,
     ledger: bool = False,
+    limit_store: bool = False,
 ) -> SoakReport:
     fleet = Fleet(workdir)
+    if limit_store:
+        fleet.store = LimitStore(workdir)
+        fleet.store.start()
     tally, faults = Tally(), Counter[str]()
     rss_samples: list[int] = []
     postgres = await asyncio.to_thread(start_postgres) if ledger else None
@@ -576,6 +631,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--upstreams", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--ledger", action="store_true", help="usage ledger on a local PostgreSQL, killed now and then")
+    parser.add_argument(
+        "--limit-store", action="store_true", help="shared limits on a redis-server, killed and restarted as a fault"
+    )
     args = parser.parse_args(argv)
     if args.command == "upstream":
         serve_upstream(args.name, args.port, args.chunk_delay_s)
@@ -585,7 +643,16 @@ def main(argv: list[str] | None = None) -> int:
     import uvloop
 
     with tempfile.TemporaryDirectory(prefix="soak-") as workdir:
-        report = uvloop.run(soak(Path(workdir), args.seconds, args.clients, args.upstreams, ledger=args.ledger))
+        report = uvloop.run(
+            soak(
+                Path(workdir),
+                args.seconds,
+                args.clients,
+                args.upstreams,
+                ledger=args.ledger,
+                limit_store=args.limit_store,
+            )
+        )
     if args.json:
         print(json.dumps(report.__dict__ | {"rss_growth_ratio": report.rss_growth_ratio}, indent=2))
     else:

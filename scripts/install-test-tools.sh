@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for script in scripts/install-vllm.sh scripts/install-semantic.sh scripts/install-prometheus.sh scripts/install-checkov.sh \
-  scripts/install-crd-validators.sh scripts/install-alertmanager.sh scripts/install-postgres.sh; do
+  scripts/install-crd-validators.sh scripts/install-alertmanager.sh scripts/install-postgres.sh \
+  scripts/install-valkey.sh; do
   if [ -f "$script" ]; then
     bash "$script"
   fi

@@ -366,6 +366,12 @@ class UsageLedger:
             found.tokens, found.spend_usd = tokens, cost
         log.info("ledger: month-to-date restored for %d teams", len(usage))
 
+    async def team_month_to_date(self, team: str, now: dt.datetime) -> tuple[int, float]:
+        """One team's month-to-date (tokens, USD): what the shared limit store is rebuilt from."""
+        usage = await month_to_date(await self.pool(), now)
+        found = usage.get(team, (0, 0.0))
+        return int(found[0]), float(found[1])
+
     async def pool(self) -> asyncpg.Pool:
         """Created on first use: reports are rare admin calls, not a reason to hold connections."""
         async with self._pool_lock:

@@ -88,6 +88,12 @@ class Metrics:
             ["backend", "outcome"],
             registry=r,
         )
+        # Shared limits (llm_gateway/shared_limits.py): calls to the store that failed or timed out, and whether it
+        # answers now (0 while the gateway fails open or closed).
+        self.limit_store_errors = Counter(
+            "llm_gateway_limit_store_errors", "Limit store calls that failed or timed out", ["operation"], registry=r
+        )
+        self.limit_store_up = Gauge("llm_gateway_limit_store_up", "1 if the limit store answers", registry=r)
         # Looking up a labelled child costs a lock and a dict lookup per call; the hot path reuses them.
         self._children: dict[tuple[object, ...], MetricWrapperBase] = {}
         self._series: dict[tuple[str, str, str], RequestSeries] = {}

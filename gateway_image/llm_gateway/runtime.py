@@ -20,11 +20,17 @@ from .config import GatewayConfig, PriceConfig
 from .health import check_endpoints_forever, refresh_endpoints, refresh_endpoints_forever
 from .metrics import Metrics
 from .routing import Alias, Route
+from .shared_limits import MonthToDate, SharedLimits
 
 
 class Runtime:
     def __init__(
-        self, config: GatewayConfig, metrics: Metrics, ledger: Ledger, buckets: dict[str, TokenBucket]
+        self,
+        config: GatewayConfig,
+        metrics: Metrics,
+        ledger: Ledger,
+        buckets: dict[str, TokenBucket],
+        month_to_date: MonthToDate | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics
@@ -33,6 +39,9 @@ class Runtime:
         self.aliases = {alias.model: Alias(alias, self.routes) for alias in config.aliases}
         self.teams = Teams(config.teams, config.server.require_api_key, ledger, buckets)
         self.audit = AuditLog(config.audit.path)
+        self.shared_limits: SharedLimits | None = None
+        if config.limit_store is not None:
+            self.shared_limits = SharedLimits(config.limit_store, config.teams, metrics, ledger, month_to_date)
         self.in_flight = 0
         self._tasks: list[asyncio.Task[None]] = []
         public = [*self.routes, *self.aliases]
@@ -82,4 +91,6 @@ class Runtime:
             await asyncio.sleep(0.05)
         for backend in self.backends.values():
             await backend.close()
+        if self.shared_limits is not None:
+            await self.shared_limits.close()
         self.audit.close()

@@ -27,6 +27,7 @@ from .metrics import Metrics
 from .proxy import Exchange, Forwarder, StreamBroken
 from .routing import Route
 from .runtime import Runtime
+from .shared_limits import MonthToDate
 
 # A client's own request id is reused when it is short and harmless in a log line.
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -40,17 +41,21 @@ class Gateway:
         if config.audit.path != "-" and Path(config.audit.path).is_file():
             self.ledger.restore(config.audit.path)
         self.buckets: dict[str, TokenBucket] = {}
-        self.runtime = Runtime(config, self.metrics, self.ledger, self.buckets)
-        self.activators = Activators(self.metrics)  # wait queues of backends at zero; they outlive a reload
-        self.activators.attach(self.runtime.backends.values())
         # The usage ledger is read once at start: a reload does not move it to another database.
         self.usage_ledger = UsageLedger(config.ledger, self.metrics.registry) if config.ledger else None
+        self.runtime = Runtime(config, self.metrics, self.ledger, self.buckets, self._month_to_date())
+        self.activators = Activators(self.metrics)  # wait queues of backends at zero; they outlive a reload
+        self.activators.attach(self.runtime.backends.values())
         self.draining = False
         # Read by the gauge when /metrics is scraped: no lock or call per request.
         self.in_flight = 0
         self.metrics.in_flight.set_function(lambda: self.in_flight)
         self._reload_lock = asyncio.Lock()
         self._retired: set[asyncio.Task[None]] = set()
+
+    def _month_to_date(self) -> MonthToDate | None:
+        # What the shared limit store is rebuilt from when it loses a month's counters.
+        return self.usage_ledger.team_month_to_date if self.usage_ledger is not None else None
 
     async def start(self) -> None:
         await self.runtime.start()
@@ -67,7 +72,7 @@ class Gateway:
                 if config is None:
                     assert self.config_path is not None, "reload without a config needs the config file path"
                     config = load_config(self.config_path)
-                runtime = Runtime(config, self.metrics, self.ledger, self.buckets)
+                runtime = Runtime(config, self.metrics, self.ledger, self.buckets, self._month_to_date())
                 self.activators.attach(runtime.backends.values())
                 _carry_health(self.runtime, runtime)
                 await runtime.start()
@@ -159,7 +164,10 @@ class Gateway:
             exchange.team = runtime.teams.authenticate(request.headers.get("Authorization"))
             if self.usage_ledger is not None:
                 ledger_ids(request, exchange)
-            runtime.teams.check_limits(exchange.team)
+            if runtime.shared_limits is None:
+                runtime.teams.check_limits(exchange.team)
+            else:
+                await runtime.shared_limits.check(exchange.team)
             raw_body, body = await _read_body(request, runtime.config.server.max_body_bytes)
             model = body.get("model")
             if not isinstance(model, str) or not model:
@@ -234,6 +242,10 @@ class Gateway:
                 series.cost.inc(exchange.cost_usd)
             # The spend gauge is set when /metrics is read, not here.
             self.ledger.record(exchange.team, exchange.prompt_tokens + exchange.completion_tokens, exchange.cost_usd)
+            if runtime.shared_limits is not None:
+                runtime.shared_limits.record(
+                    exchange.team, exchange.prompt_tokens + exchange.completion_tokens, exchange.cost_usd
+                )
         if exchange.backend != "none":
             series.duration.observe(latency)
             if exchange.ttft_s is not None:
@@ -281,8 +293,11 @@ class Gateway:
 
     async def metrics_page(self, request: web.Request) -> web.StreamResponse:
         # Month-to-date spend must read 0 after a month change even for teams with no request yet.
+        shared = self.runtime.shared_limits
+        fleet = await shared.spend_by_team() if shared is not None else {}  # the fleet's, with shared limits
         for team in self.runtime.config.teams:
-            self.metrics.child(self.metrics.team_spend, team.name).set(self.ledger.usage(team.name).spend_usd)
+            spend = fleet.get(team.name, self.ledger.usage(team.name).spend_usd)
+            self.metrics.child(self.metrics.team_spend, team.name).set(spend)
         return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
