@@ -343,6 +343,12 @@ class UsageLedger:
                 f"ledger.dsn_env: the environment variable {config.dsn_env!r} is not set; "
                 "it must hold the ledger's postgresql:// DSN (from a Secret)"
             )
+        if not dsn.startswith(("postgresql://", "postgres://")):
+            # Never echo the value: it carries the password. A bad DSN would otherwise spool every row for ever.
+            raise ConfigError(
+                f"ledger.dsn_env: the environment variable {config.dsn_env!r} does not hold a postgresql:// DSN; "
+                "it must hold the ledger's DSN (postgresql://USER:PASSWORD@HOST:5432/DB)"
+            )
         self.config = config
         self.dsn = dsn
         self.metrics = LedgerMetrics(registry)

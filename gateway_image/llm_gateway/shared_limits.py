@@ -168,6 +168,12 @@ class SharedLimits:
         self.ledger = ledger
         self.month_to_date = month_to_date
         timeout = config.timeout_s
+        if not url.startswith(("redis://", "rediss://")):
+            # Never echo the value: it carries the auth token.
+            raise ConfigError(
+                f"limit_store.url_env: environment variable {config.url_env} does not hold a redis:// or rediss:// "
+                "URL; it must hold the limit store's URL (redis[s]://:TOKEN@HOST:PORT/0)"
+            )
         self.client: Any = redis_asyncio.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, max_connections=256
         )
