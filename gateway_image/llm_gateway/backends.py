@@ -8,6 +8,7 @@ import os
 import aiohttp
 
 from .balancing import Endpoint
+from .balancing_policies import new_policy
 from .config import BackendConfig, ConfigError
 from .metrics import Metrics
 
@@ -38,6 +39,7 @@ class Backend:
             self.headers["Authorization"] = f"Bearer {key}"
         urls = [config.url] if config.url else config.endpoints or []
         self.endpoints: list[Endpoint] = [self.new_endpoint(url) for url in urls]
+        self.balancer = new_policy(config.balancing)
         self._session: aiohttp.ClientSession | None = None
 
     def new_endpoint(self, base_url: str) -> Endpoint:
@@ -52,6 +54,7 @@ class Backend:
         return endpoint
 
     def forget_endpoint(self, endpoint: Endpoint) -> None:
+        self.balancer.forget(endpoint)
         with contextlib.suppress(KeyError):
             self.metrics.endpoint_healthy.remove(self.name, endpoint.label)
 
