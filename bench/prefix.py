@@ -115,19 +115,20 @@ def words(rng: random.Random, count: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(count))
 
 
-def workload(seed: int, groups: int, conversations: int, turns: int, system_words: int) -> list[Conversation]:
+def workload(args: argparse.Namespace) -> list[Conversation]:
     """Conversations in the order clients take them. Group popularity is Zipf (weight 1/rank), so the first group
     carries ~37% of the conversations of 8 groups and the last ~5% (1/H_8 = 0.368)."""
-    rng = random.Random(seed)
-    systems = [f"You are assistant {g} of application {g}. " + words(rng, system_words) for g in range(groups)]
-    weights = [1 / (rank + 1) for rank in range(groups)]
+    rng = random.Random(args.seed)
+    groups = range(args.groups)
+    systems = [f"You are assistant {g} of application {g}. " + words(rng, args.system_words) for g in groups]
+    weights = [1 / (rank + 1) for rank in groups]
     made = []
-    for _ in range(conversations):
-        group = rng.choices(range(groups), weights)[0]
-        questions = [words(rng, 40) + "?" for _ in range(turns)]
+    for _ in range(args.conversations):
+        group = rng.choices(groups, weights)[0]
+        questions = [words(rng, args.question_words) + "?" for _ in range(args.turns)]
         # Fixed answers stand in for the model's: the tiny model writes noise, and the history must be the same
         # in every run for the runs to be comparable.
-        answers = [words(rng, 25) + "." for _ in range(turns)]
+        answers = [words(rng, args.answer_words) + "." for _ in range(args.turns)]
         made.append(Conversation(group, systems[group], questions, answers))
     return made
 
@@ -277,7 +278,7 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def run_one(work: Path, servers: list[Any], policy: str, args: argparse.Namespace) -> dict[str, Any]:
-    conversations = workload(args.seed, args.groups, args.conversations, args.turns, args.system_words)
+    conversations = workload(args)
     salt = secrets.token_hex(4)  # a new first block: nothing of an earlier run is a hit
     before = cache_counters(servers)
     with gateway(work, servers, policy, args.load_margin) as url:
@@ -299,11 +300,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--groups", type=int, default=8)
-    parser.add_argument("--conversations", type=int, default=48)
-    parser.add_argument("--turns", type=int, default=4)
-    parser.add_argument("--system-words", type=int, default=500)
-    parser.add_argument("--concurrency", type=int, default=6)
-    parser.add_argument("--kv-tokens", type=int, default=4096, help="KV cache of each replica, in tokens")
+    parser.add_argument("--conversations", type=int, default=24)
+    parser.add_argument("--turns", type=int, default=8)
+    parser.add_argument("--system-words", type=int, default=150)
+    parser.add_argument("--question-words", type=int, default=60)
+    parser.add_argument("--answer-words", type=int, default=40)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--kv-tokens", type=int, default=3072, help="KV cache of each replica, in tokens")
     parser.add_argument("--max-model-len", type=int, default=2048, help="must fit in --kv-tokens")
     parser.add_argument("--block-size", type=int, default=32, help="vLLM's block size (CPU prefers multiples of 32)")
     parser.add_argument("--policies", default="least_outstanding,prefix_aware,session")
