@@ -242,15 +242,19 @@ def cache_counters(servers: list[Any]) -> tuple[float, float]:
     return hits, queries
 
 
-async def drive(base_url: str, conversations: list[Conversation], turns: int, concurrency: int, salt: str) -> Any:
+async def drive(base_url: str, conversations: list[Conversation], args: argparse.Namespace, salt: str) -> Any:
     import openai
 
     ttfts: list[float] = []
     queue = iter(enumerate(conversations))
 
-    async def client(c: openai.AsyncOpenAI) -> None:
+    async def client(c: openai.AsyncOpenAI, think: random.Random) -> None:
         for number, conversation in queue:
-            for turn in range(turns):
+            for turn in range(args.turns):
+                # A person reads and types between turns: other conversations' requests come in between, as in
+                # production. Without it, a closed loop sends a conversation's next turn the instant its last
+                # one left an endpoint, i.e. to the endpoint that just became least loaded: affinity by accident.
+                await asyncio.sleep(think.expovariate(1 / args.think_s) if args.think_s else 0)
                 started = time.perf_counter()
                 stream: Any = await c.chat.completions.create(
                     model=MODEL,
@@ -268,7 +272,7 @@ async def drive(base_url: str, conversations: list[Conversation], turns: int, co
 
     async with openai.AsyncOpenAI(base_url=base_url, api_key=GATEWAY_KEY, max_retries=0, timeout=120) as c:
         started = time.perf_counter()
-        await asyncio.gather(*(client(c) for _ in range(concurrency)))
+        await asyncio.gather(*(client(c, random.Random(args.seed * 1000 + i)) for i in range(args.concurrency)))
         return ttfts, time.perf_counter() - started
 
 
@@ -277,16 +281,19 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def run_one(work: Path, servers: list[Any], policy: str, args: argparse.Namespace) -> dict[str, Any]:
+def run_one(work: Path, servers: list[Any], run: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One run: `run` is a policy, or policy:margin to override --load-margin."""
+    policy, _, margin = run.partition(":")
+    load_margin = int(margin) if margin else args.load_margin
     conversations = workload(args)
     salt = secrets.token_hex(4)  # a new first block: nothing of an earlier run is a hit
     before = cache_counters(servers)
-    with gateway(work, servers, policy, args.load_margin) as url:
-        ttfts, wall = asyncio.run(drive(url, conversations, args.turns, args.concurrency, salt))
+    with gateway(work, servers, policy, load_margin) as url:
+        ttfts, wall = asyncio.run(drive(url, conversations, args, salt))
     after = cache_counters(servers)
     hits, queries = after[0] - before[0], after[1] - before[1]
     return {
-        "run": f"{policy} x{len(servers)}",
+        "run": f"{policy} x{len(servers)}" + (f", margin {load_margin}" if policy != "least_outstanding" else ""),
         "requests": len(ttfts),
         "hit_rate": hits / queries if queries else 0.0,
         "prompt_tokens": queries,
@@ -305,11 +312,12 @@ def main() -> int:
     parser.add_argument("--system-words", type=int, default=150)
     parser.add_argument("--question-words", type=int, default=60)
     parser.add_argument("--answer-words", type=int, default=40)
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--kv-tokens", type=int, default=3072, help="KV cache of each replica, in tokens")
+    parser.add_argument("--concurrency", type=int, default=6, help="conversations in progress at once")
+    parser.add_argument("--think-s", type=float, default=0.5, help="mean pause between turns (exponential)")
+    parser.add_argument("--kv-tokens", type=int, default=4096, help="KV cache of each replica, in tokens")
     parser.add_argument("--max-model-len", type=int, default=2048, help="must fit in --kv-tokens")
     parser.add_argument("--block-size", type=int, default=32, help="vLLM's block size (CPU prefers multiples of 32)")
-    parser.add_argument("--policies", default="least_outstanding,prefix_aware,session")
+    parser.add_argument("--policies", default="least_outstanding,prefix_aware,prefix_aware:1,session")
     parser.add_argument("--load-margin", type=int, default=2, help="the gateway's balancing.load_margin")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
@@ -343,7 +351,7 @@ def main() -> int:
             f"| {r['run']} | {r['requests']} | {r['hit_rate']:.1%} | {r['ttft_p50_ms']:.0f} | "
             f"{r['ttft_p99_ms']:.0f} | {r['requests_per_s']:.1f} |"
         )
-    by_run = {r["run"].split(" x")[0]: r for r in results}
+    by_run = {r["run"].split(" x")[0]: r for r in reversed(results)}  # the first run of each policy
     if "prefix_aware" in by_run and "least_outstanding" in by_run:
         pa, lo, single = by_run["prefix_aware"], by_run["least_outstanding"], results[0]
         print(f"prefix_aware / least_outstanding hit rate: {pa['hit_rate'] / max(lo['hit_rate'], 1e-9):.2f}x")
