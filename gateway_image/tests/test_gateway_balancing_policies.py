@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from fake_upstream import FakeUpstream
-from llm_gateway.config import ConfigError
+from llm_gateway.config import ConfigError, parse_config
 
-from conftest import Harness, async_client, backend, client
+from conftest import KEY, Harness, async_client, backend, client, team
 
 pytestmark = pytest.mark.network
 
@@ -50,27 +50,27 @@ def test_each_conversation_stays_on_one_endpoint_under_prefix_aware_and_not_unde
     # Turns interleaved across conversations, one at a time: every endpoint is idle at each pick, so only the
     # policy decides. The third turn is streamed (the stream path picks the same way).
     for turn in range(1, 5):
-        for team in range(8):
-            messages: Any = conversation(team, turn)
+        for number in range(8):
+            messages: Any = conversation(number, turn)
             if turn == 3:
                 chunks = c.chat.completions.create(model="llama", messages=messages, stream=True)
                 assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
             else:
                 c.chat.completions.create(model="llama", messages=messages)
-    for team in range(8):
-        places = landed(upstreams, team)
-        assert len(places) == 4 and len(set(places)) == 1, (team, places)
+    for number in range(8):
+        places = landed(upstreams, number)
+        assert len(places) == 4 and len(set(places)) == 1, (number, places)
     # Eight new prefixes spread by rendezvous hashing: more than one endpoint serves conversations.
-    assert len({landed(upstreams, team)[0] for team in range(8)}) >= 2
+    assert len({landed(upstreams, number)[0] for number in range(8)}) >= 2
 
     # Control: the same workload under least_outstanding, on fresh upstreams. Every endpoint is idle at each pick,
     # so each turn lands uniformly at random: 8 conversations all staying put has probability (1/27)^8.
     control = [harness.upstream(f"c{i}") for i in range(3)]
     _, plain_url = harness.gateway(pool_config(control))
     for turn in range(1, 5):
-        for team in range(8):
-            client(plain_url).chat.completions.create(model="llama", messages=conversation(team, turn))  # type: ignore[arg-type]
-    assert any(len(set(landed(control, team))) > 1 for team in range(8))
+        for number in range(8):
+            client(plain_url).chat.completions.create(model="llama", messages=conversation(number, turn))  # type: ignore[arg-type]
+    assert any(len(set(landed(control, number))) > 1 for number in range(8))
 
 
 def test_a_saturated_endpoint_sheds_beyond_the_margin(harness: Harness) -> None:
@@ -131,6 +131,27 @@ def test_session_affinity_by_header_or_user(harness: Harness, by: str) -> None:
             places.setdefault(body["messages"][0]["content"], set()).add(u.name)
     assert len(places) == 6 and all(len(names) == 1 for names in places.values()), places
     assert sum(len(u.requests) for u in upstreams) == 24
+
+
+def same_harness_config(harness: Harness, config: dict[str, Any]) -> dict[str, Any]:
+    """`config` with what harness.gateway adds to it (audit file, team)."""
+    return {**config, "audit": {"path": str(harness.audit_path)}, "teams": [team("alpha", KEY)]}
+
+
+def test_a_reload_keeps_what_the_policy_learned_unless_the_balancing_changes(harness: Harness) -> None:
+    upstreams = [harness.upstream(f"u{i}") for i in range(3)]
+    config = pool_config(upstreams, policy="prefix_aware")
+    gateway, url = harness.gateway(config)
+    client(url).chat.completions.create(model="llama", messages=conversation(3, 1))  # type: ignore[arg-type]
+    (home,) = landed(upstreams, 3)
+    learned = gateway.runtime.backends["pool"].balancer
+    assert harness.servers.run(gateway.reload(parse_config(same_harness_config(harness, config))))
+    assert gateway.runtime.backends["pool"].balancer is learned
+    client(url).chat.completions.create(model="llama", messages=conversation(3, 2))  # type: ignore[arg-type]
+    assert landed(upstreams, 3) == [home, home]
+    changed = pool_config(upstreams, policy="prefix_aware", load_margin=3)
+    assert harness.servers.run(gateway.reload(parse_config(same_harness_config(harness, changed))))
+    assert gateway.runtime.backends["pool"].balancer is not learned
 
 
 def test_an_unknown_policy_is_refused_with_the_accepted_ones(harness: Harness) -> None:
