@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import OrderedDict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -32,6 +32,14 @@ MAX_HOLDERS = 4
 # user "b"], as vLLM's chat template output would.
 _ROLE_END = "\x1f"
 _MESSAGE_END = "\x1e"
+
+
+# Told each choice's outcome: hit, miss, shed or no_key (metrics.py balancing_decisions).
+Outcome = Callable[[str], None]
+
+
+def _ignore(outcome: str) -> None:
+    del outcome
 
 
 class Policy(Protocol):
@@ -53,8 +61,8 @@ class Policy(Protocol):
 class LeastOutstanding:
     """Today's policy: fewest requests in flight, ties at random."""
 
-    def __init__(self, config: BalancingConfig) -> None:
-        del config
+    def __init__(self, config: BalancingConfig, count: Outcome = _ignore) -> None:
+        del config, count
 
     def pick(
         self,
@@ -142,7 +150,8 @@ class PrefixAware:
     cache (vLLM evicts under pressure; we record at dispatch, not on success), which costs at worst a miss.
     """
 
-    def __init__(self, config: BalancingConfig) -> None:
+    def __init__(self, config: BalancingConfig, count: Outcome = _ignore) -> None:
+        self.count = count
         self.block_chars = config.block_chars
         self.max_blocks = config.max_blocks
         self.min_match_ratio = config.min_match_ratio
@@ -167,6 +176,7 @@ class PrefixAware:
             return None
         hashes = prefix_hashes(body, self.block_chars, self.max_blocks)
         if not hashes:
+            self.count("no_key")
             return least_outstanding(candidates)
         chosen = self.choose(candidates, hashes)
         self.remember(hashes, chosen.base_url)
@@ -177,10 +187,12 @@ class PrefixAware:
         by_url = {endpoint.base_url: endpoint for endpoint in candidates}
         # Blocks matched from the start; a match shorter than min_match_ratio of the request is not followed.
         shortest = max(1, math.ceil(self.min_match_ratio * len(hashes)))
+        held = False
         for block_hash in reversed(hashes[shortest - 1 :]):
             holders = self.index.get(block_hash)
             if holders is None:
                 continue
+            held = True
             best: Endpoint | None = None
             for url in holders:
                 endpoint = by_url.get(url)
@@ -191,7 +203,9 @@ class PrefixAware:
                 ):
                     best = endpoint
             if best is not None:
+                self.count("hit")
                 return best
+        self.count("shed" if held else "miss")
         return rendezvous(hashes[-1], allowed)
 
     def remember(self, hashes: Sequence[bytes], url: str) -> None:
@@ -226,7 +240,8 @@ class SessionAffinity:
     """The endpoint this session was last sent to, within the load bound; a session is named by a header or, without
     it, by the OpenAI `user` field. A bounded LRU map: session key -> base URL."""
 
-    def __init__(self, config: BalancingConfig) -> None:
+    def __init__(self, config: BalancingConfig, count: Outcome = _ignore) -> None:
+        self.count = count
         self.header = config.session_header
         self.margin = config.load_margin
         self.max_entries = config.max_entries
@@ -254,12 +269,17 @@ class SessionAffinity:
         )
         key = self.session_key(body, headers)
         if not candidates or key is None:
+            if candidates:
+                self.count("no_key")
             return least_outstanding(candidates)
         bound, allowed = within_bound(candidates, self.margin)
         url = self.sessions.get(key)
         chosen = next((e for e in candidates if e.base_url == url and e.outstanding <= bound), None)
         if chosen is None:
+            self.count("miss" if url is None else "shed")
             chosen = rendezvous(key.encode(), allowed)
+        else:
+            self.count("hit")
         self.sessions[key] = chosen.base_url
         self.sessions.move_to_end(key)
         while len(self.sessions) > self.max_entries:
@@ -279,5 +299,5 @@ POLICIES: dict[str, type[LeastOutstanding] | type[PrefixAware] | type[SessionAff
 }
 
 
-def new_policy(config: BalancingConfig) -> Policy:
-    return POLICIES[config.policy](config)
+def new_policy(config: BalancingConfig, count: Outcome = _ignore) -> Policy:
+    return POLICIES[config.policy](config, count)

@@ -12,7 +12,7 @@ import pytest
 from fake_upstream import FakeUpstream
 from llm_gateway.config import ConfigError, parse_config
 
-from conftest import KEY, Harness, async_client, backend, client, team
+from conftest import KEY, Harness, async_client, backend, client, metric, team
 
 pytestmark = pytest.mark.network
 
@@ -32,6 +32,13 @@ def landed(upstreams: list[FakeUpstream], team: int) -> list[str]:
     """The upstreams that received a request of conversation `team`, once per request."""
     marker = f"support assistant of team {team}."
     return [u.name for u in upstreams for body in u.requests if marker in body["messages"][0]["content"]]
+
+
+def decisions(url: str, policy: str) -> dict[str, float | None]:
+    return {
+        outcome: metric(url, "llm_gateway_balancing_decisions_total", backend="pool", policy=policy, outcome=outcome)
+        for outcome in ("hit", "miss", "shed", "no_key")
+    }
 
 
 def pool_config(upstreams: list[FakeUpstream], **balancing: Any) -> dict[str, Any]:
@@ -60,6 +67,8 @@ def test_each_conversation_stays_on_one_endpoint_under_prefix_aware_and_not_unde
     for number in range(8):
         places = landed(upstreams, number)
         assert len(places) == 4 and len(set(places)) == 1, (number, places)
+    # Each conversation's system prompt names it within the first block: 8 first turns are new, 24 turns follow.
+    assert decisions(prefix_url, "prefix_aware") == {"hit": 24, "miss": 8, "shed": None, "no_key": None}
     # Eight new prefixes spread by rendezvous hashing: more than one endpoint serves conversations.
     assert len({landed(upstreams, number)[0] for number in range(8)}) >= 2
 
@@ -95,6 +104,8 @@ def test_a_saturated_endpoint_sheds_beyond_the_margin(harness: Harness) -> None:
     second_turns = {u.name: sum(1 for body in u.requests if len(body["messages"]) == 4) for u in upstreams}
     assert sum(second_turns.values()) == 6
     assert second_turns[home] == 3, second_turns
+    # The fourth found its holder over the bound (shed); the fifth and sixth found the new holder within it.
+    assert decisions(url, "prefix_aware") == {"hit": 5, "miss": 1, "shed": 1, "no_key": None}
     assert [e.outstanding for e in gateway.runtime.backends["pool"].endpoints] == [0, 0, 0]
 
 
@@ -131,6 +142,7 @@ def test_session_affinity_by_header_or_user(harness: Harness, by: str) -> None:
             places.setdefault(body["messages"][0]["content"], set()).add(u.name)
     assert len(places) == 6 and all(len(names) == 1 for names in places.values()), places
     assert sum(len(u.requests) for u in upstreams) == 24
+    assert decisions(url, "session") == {"hit": 18, "miss": 6, "shed": None, "no_key": None}
 
 
 def same_harness_config(harness: Harness, config: dict[str, Any]) -> dict[str, Any]:
