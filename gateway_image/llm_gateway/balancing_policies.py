@@ -80,11 +80,13 @@ class LeastOutstanding:
         pass
 
 
-def canonical_prompt(body: Mapping[str, Any]) -> str:
+def canonical_prompt(body: Mapping[str, Any], limit: int | None = None) -> str:
     """The request's prompt as one text, in the order a chat template renders it: tools, then each message's role
     and content. Not the model's template (the gateway has none), but the same prefix relation: two requests share
-    a leading part of this text exactly when their templated prompts share the matching leading part."""
+    a leading part of this text exactly when their templated prompts share the matching leading part. With `limit`,
+    messages after the first `limit` characters are left out (a long history is not copied to hash its start)."""
     parts: list[str] = []
+    size = 0
     tools = body.get("tools")
     if tools:
         parts.append(orjson.dumps(tools, option=orjson.OPT_SORT_KEYS).decode())
@@ -100,6 +102,9 @@ def canonical_prompt(body: Mapping[str, Any]) -> str:
                     [content, message.get("tool_calls")], option=orjson.OPT_SORT_KEYS, default=str
                 ).decode()
             parts.append(f"{message.get('role')}{_ROLE_END}{content}{_MESSAGE_END}")
+            size += len(parts[-1])
+            if limit is not None and size >= limit:
+                break
         return "".join(parts)
     prompt = body.get("prompt")
     if isinstance(prompt, str):
@@ -115,7 +120,7 @@ def prefix_hashes(body: Mapping[str, Any], block_chars: int, max_blocks: int) ->
     at position i mean equal prefixes up to the end of block i (here: the running hash of blocks 0..i). A partial
     last block is not hashed: vLLM caches full blocks only. blake2b, not hash(): the same on every gateway replica
     whatever PYTHONHASHSEED is."""
-    text = canonical_prompt(body)
+    text = canonical_prompt(body, block_chars * max_blocks)
     count = min(len(text) // block_chars, max_blocks)
     hashes: list[bytes] = []
     # One running hash, copied at each block's end: hash(parent, block) without re-hashing the parent's digest.

@@ -63,6 +63,17 @@ def test_hashes_are_chained_full_blocks_of_the_canonical_text() -> None:
     assert prefix_hashes(chat("a"), 8, 100) == []  # 7 characters: no full block
 
 
+def test_only_the_leading_messages_are_rendered_and_the_hashes_are_the_same() -> None:
+    body = chat(*(f"message {index} " * 20 for index in range(200)))
+    full = canonical_prompt(body)
+    short = canonical_prompt(body, 1000)
+    # Messages of ~220 characters: the fifth passes 1,000 characters, and rendering stops after it.
+    assert 1000 <= len(short) < 1300 and full.startswith(short)
+    hashes = prefix_hashes(body, 100, 10)
+    expected = [hashlib.blake2b(full[: 100 * (i + 1)].encode(), digest_size=16).digest() for i in range(10)]
+    assert hashes == expected
+
+
 def test_a_later_turn_extends_the_earlier_turns_hashes_and_another_conversation_diverges() -> None:
     system = "You are a careful assistant for the billing team. " * 3
     turn1 = chat("What is my balance?", system=system)
