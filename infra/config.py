@@ -13,7 +13,7 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from llm_gateway.config import AliasConfig, PriceConfig, RouteConfig, TeamLimits
+from llm_gateway.config import AliasConfig, BalancingConfig, PriceConfig, RouteConfig, TeamLimits
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from infra.eks_versions import EKS_VERSIONS, SupportType
@@ -315,6 +315,11 @@ class ModelConfig(Strict):
     cpu_kv_cache_gib: int = Field(default=1, ge=1, le=64, description="KV cache size on the CPU backend (local).")
     resources_cpu: str | None = Field(default=None, description="CPU request/limit (CPU backend), e.g. '2'.")
     resources_memory: str | None = Field(default=None, description="Memory request/limit, e.g. '8Gi'.")
+    balancing: BalancingConfig | None = Field(
+        default=None,
+        description="How the gateway shares this model's requests among its pods (the gateway's own schema); "
+        "unset: least_outstanding. prefix_aware needs enable_prefix_caching.",
+    )
 
     _name = field_validator("name")(classmethod(lambda cls, v: _dns_label(v)))
 
@@ -332,6 +337,12 @@ class ModelConfig(Strict):
         if self.autoscaling is not None and self.autoscaling.max_replicas < self.replicas:
             raise ValueError(
                 f"autoscaling.max_replicas {self.autoscaling.max_replicas} is below replicas {self.replicas}"
+            )
+        if self.balancing is not None and self.balancing.policy == "prefix_aware" and not self.enable_prefix_caching:
+            # Routing by prefix to pods that keep no prefix cache only unbalances them.
+            raise ValueError(
+                "balancing.policy 'prefix_aware' needs enable_prefix_caching: true; "
+                "accepted with caching off: 'least_outstanding' or 'session'"
             )
         return self
 

@@ -47,6 +47,8 @@ def gateway_config(platform: PlatformConfig, team_key_hashes: dict[str, list[str
             # The same limit vLLM is started with: a prompt clearly longer goes to the route's context_fallbacks
             # before any attempt, instead of costing a 400 from vLLM first.
             "max_model_len": model.max_model_len,
+            # Only what the stack sets (none: the gateway's default, least_outstanding), as for aliases below.
+            **({"balancing": model.balancing.model_dump(mode="json", exclude_unset=True)} if model.balancing else {}),
         }
         for model in platform.models
     ]

@@ -61,6 +61,20 @@ MISTAKES = [
         ["gpt-5", "llama-3-1-8b"],
     ),
     ("prod", _set("gateway.replicas", 1), "gateway.replicas", ["1", ">= 2"]),
+    # The gateway's balancing schema (llm_gateway/config.py BalancingConfig), said per model.
+    (
+        "dev",
+        _set("models.0.balancing", {"policy": "round_robin"}),
+        "models[0].balancing.policy",
+        ["'round_robin'", "'prefix_aware'"],
+    ),
+    ("dev", _set("models.0.balancing", {"load_margin": -1}), "models[0].balancing.load_margin", ["-1", ">= 0"]),
+    (
+        "dev",
+        lambda p: p["models"][0].update(balancing={"policy": "prefix_aware"}, enable_prefix_caching=False),
+        "models[0]",
+        ["'prefix_aware'", "enable_prefix_caching", "'session'"],
+    ),
     ("staging", _set("models.0.name", "Llama_8B"), "models[0].name", ["Llama_8B", "lowercase"]),
     ("prod", _set("device_plugin", {"time_slicing_replicas": 4}), "models[0].gpus", ["4", "gpus = 1"]),
     # Quantization against the checkpoint's own method (infra/models.py CHECKPOINT_CATALOG).

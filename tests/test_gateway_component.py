@@ -154,3 +154,15 @@ def test_the_gateway_knows_each_models_context_length_and_prod_sends_longer_prom
     }
     dev = parse_config(_config(rendered("dev")))
     assert [(b.name, b.max_model_len) for b in dev.backends] == [("llama-3-1-8b", 8192)]
+
+
+def test_a_model_may_choose_its_balancing_policy_and_the_gateway_gets_only_what_the_stack_says() -> None:
+    config = copy.deepcopy(render.read_stack_file("dev"))
+    config[PLATFORM_KEY]["models"][0]["balancing"] = {"policy": "prefix_aware", "load_margin": 4}
+    raw = _config(render.run("dev", config=config))
+    (model,) = parse_config(raw).backends
+    assert model.balancing.policy == "prefix_aware" and model.balancing.load_margin == 4
+    assert raw["backends"][0]["balancing"] == {"policy": "prefix_aware", "load_margin": 4}
+    # Unset: no balancing key at all, so the gateway's default (least_outstanding) applies and the render of the
+    # stacks that say nothing stays as it was.
+    assert "balancing" not in _config(rendered("dev"))["backends"][0]

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from .balancing import Endpoint
+from .balancing_policies import new_policy
 from .config import BackendConfig, ConfigError
 from .metrics import Metrics
 
@@ -42,6 +43,7 @@ class Backend:
             self.headers["Authorization"] = f"Bearer {key}"
         urls = [config.url] if config.url else config.endpoints or []
         self.endpoints: list[Endpoint] = [self.new_endpoint(url) for url in urls]
+        self.balancer = new_policy(config.balancing, self.count_decision)
         self._session: aiohttp.ClientSession | None = None
         self.activator: Activator | None = None  # set for a backend with `wake` (activator.Activators.attach)
 
@@ -57,8 +59,13 @@ class Backend:
         return endpoint
 
     def forget_endpoint(self, endpoint: Endpoint) -> None:
+        self.balancer.forget(endpoint)
         with contextlib.suppress(KeyError):
             self.metrics.endpoint_healthy.remove(self.name, endpoint.label)
+
+    def count_decision(self, outcome: str) -> None:
+        policy = self.config.balancing.policy
+        self.metrics.child(self.metrics.balancing_decisions, self.name, policy, outcome).inc()
 
     def publish_health(self, endpoint: Endpoint) -> None:
         self.metrics.endpoint_healthy.labels(self.name, endpoint.label).set(1 if endpoint.healthy else 0)

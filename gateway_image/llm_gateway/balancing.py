@@ -128,8 +128,7 @@ def pick_endpoint(
     checks (a starved node, a tight timeout) than about the endpoints, and a try on any of them beats a certain 503.
     """
     now = time.monotonic()
-    available = sum(1 for endpoint in endpoints if endpoint.available(now))
-    panic = (available == 0 and panic_when_none) or available < panic_threshold * len(endpoints)
+    panic = in_panic(endpoints, now, panic_threshold, panic_when_none)
     best: Endpoint | None = None
     ties = 0
     for endpoint in endpoints:
@@ -139,6 +138,44 @@ def pick_endpoint(
             best, ties = endpoint, 1
         elif endpoint.outstanding == best.outstanding:
             # Reservoir sampling: each of the tied endpoints ends up chosen with equal probability.
+            ties += 1
+            if random.random() * ties < 1:
+                best = endpoint
+    return best
+
+
+def in_panic(endpoints: Sequence[Endpoint], now: float, panic_threshold: float, panic_when_none: bool) -> bool:
+    """Whether the backend balances over ejected endpoints too (see `pick_endpoint`)."""
+    available = sum(1 for endpoint in endpoints if endpoint.available(now))
+    return (available == 0 and panic_when_none) or available < panic_threshold * len(endpoints)
+
+
+def eligible_endpoints(
+    endpoints: Sequence[Endpoint],
+    exclude: Collection[Endpoint] = (),
+    *,
+    panic_threshold: float = 0.0,
+    panic_when_none: bool = True,
+) -> list[Endpoint]:
+    """The endpoints `pick_endpoint` would choose among: not excluded, and available unless the backend panics.
+    The affinity policies (balancing_policies.py) choose among these, so ejection and panic mean the same there."""
+    now = time.monotonic()
+    panic = in_panic(endpoints, now, panic_threshold, panic_when_none)
+    return [
+        endpoint
+        for endpoint in endpoints
+        if not (exclude and endpoint in exclude) and (panic or endpoint.available(now))
+    ]
+
+
+def least_outstanding(candidates: Sequence[Endpoint]) -> Endpoint | None:
+    """The candidate with the fewest outstanding requests; ties broken uniformly at random."""
+    best: Endpoint | None = None
+    ties = 0
+    for endpoint in candidates:
+        if best is None or endpoint.outstanding < best.outstanding:
+            best, ties = endpoint, 1
+        elif endpoint.outstanding == best.outstanding:
             ties += 1
             if random.random() * ties < 1:
                 best = endpoint

@@ -167,6 +167,52 @@ class BalancingConfig(StrictModel):
         description="least_outstanding: fewest requests in flight; prefix_aware: where the prompt's prefix is likely "
         "cached, within a load bound; session: affinity by a header or the OpenAI `user` field.",
     )
+    # vLLM hashes full blocks of 16 tokens, each hash chained to its parent's
+    # (vllm-project/vllm@v0.32.0:vllm/v1/core/kv_cache_utils.py, hash_block_tokens). The gateway has no tokenizer,
+    # so its blocks are characters. 256 characters (~64 tokens of English at ~4 characters a token, four of vLLM's
+    # GPU blocks) keeps hashing cheap on the hot path (~1 us a block here) and is fine enough to tell prompts apart.
+    block_chars: int = Field(
+        default=256,
+        ge=8,
+        le=65536,
+        description="prefix_aware: size of a prefix block in characters of the canonical prompt text (messages "
+        "as role and content, in order); only full blocks count, as in vLLM.",
+    )
+    max_blocks: int = Field(
+        default=64,
+        ge=1,
+        le=4096,
+        description="prefix_aware: leading blocks hashed per request (64 x 256 characters: the first 16 KB of "
+        "the prompt); the rest of a longer prompt does not steer the choice.",
+    )
+    # SGLang's and vLLM's routers default their cache_threshold to 0.3 (lightseekorg/smg:docs/getting-started/
+    # load-balancing.md; docs.gpustack.ai "Model Deployment Routing"): below it, a shared opening (a common
+    # "You are a helpful assistant") would pull every request to one pod for a saving of a few blocks.
+    min_match_ratio: float = Field(
+        default=0.3,
+        ge=0.0,
+        le=1.0,
+        description="prefix_aware: follow a held prefix only when it covers at least this share of the request's "
+        "hashed blocks; below it the request is a new prefix.",
+    )
+    load_margin: int = Field(
+        default=8,
+        ge=0,
+        description="prefix_aware and session: an endpoint with more than this many requests in flight above the "
+        "least loaded one loses the request to the next best (bounded load).",
+    )
+    session_header: str = Field(
+        default="x-session-id",
+        pattern=r"^[A-Za-z0-9-]+$",
+        description="session: the request header naming the session; without it, the OpenAI `user` field.",
+    )
+    max_entries: int = Field(
+        default=65536,
+        ge=16,
+        le=4_194_304,
+        description="prefix_aware: prefix blocks remembered per backend; session: sessions remembered per "
+        "backend. The least recently used are forgotten first.",
+    )
 
 
 class BackendConfig(StrictModel):

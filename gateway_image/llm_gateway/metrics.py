@@ -66,6 +66,14 @@ class Metrics:
             ["backend"],
             registry=r,
         )
+        # balancing_policies.py: hit (a held prefix or session), miss (new), shed (held, but over the load bound
+        # or not a candidate), no_key (nothing to go by: least outstanding).
+        self.balancing_decisions = Counter(
+            "llm_gateway_balancing_decisions",
+            "Choices of the prefix_aware and session policies, by outcome",
+            ["backend", "policy", "outcome"],
+            registry=r,
+        )
         self.endpoint_healthy = Gauge(
             "llm_gateway_endpoint_healthy",
             "1 if the endpoint takes traffic",

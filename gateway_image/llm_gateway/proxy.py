@@ -19,7 +19,7 @@ from aiohttp import web
 from .accounting import cost_usd
 from .activator import at_zero, end_stream
 from .backends import Backend
-from .balancing import Endpoint, pick_endpoint
+from .balancing import Endpoint
 from .config import PriceConfig
 from .errors import GatewayError, error_body
 from .failover import (
@@ -277,13 +277,15 @@ class Forwarder:
     def _pick(self, chain: list[Backend], index: int) -> Endpoint | None:
         backend = chain[index]
         now = time.monotonic()  # the clock of the endpoints' ejections
-        return pick_endpoint(
+        return backend.balancer.pick(
             backend.endpoints,
             self.tried,
             panic_threshold=backend.config.health.panic_threshold,
             # A backend whose endpoints are all ejected panics only if no later backend has one available.
             panic_when_none=index == len(chain) - 1
             or not any(later.has_available_endpoint(now) for later in chain[index + 1 :]),
+            body=self.body,
+            headers=self.request.headers,
         )
 
     def _first_chain(self, route: Route) -> list[Backend]:
@@ -601,8 +603,13 @@ class Forwarder:
             if backend.kind != "vllm":
                 continue  # continue_final_message is a vLLM extension
             while self.exchange.attempts < max_attempts and not self._timed_out():
-                endpoint = pick_endpoint(
-                    backend.endpoints, self.tried, panic_threshold=backend.config.health.panic_threshold
+                endpoint = backend.balancer.pick(
+                    backend.endpoints,
+                    self.tried,
+                    panic_threshold=backend.config.health.panic_threshold,
+                    panic_when_none=True,
+                    body=self.body,
+                    headers=self.request.headers,
                 )
                 if endpoint is None:
                     break

@@ -307,6 +307,9 @@ def _carry_health(old: Runtime, new: Runtime) -> None:
         previous = old.backends.get(name)
         if previous is None:
             continue
+        if backend.config.balancing == previous.config.balancing:
+            # What each pod has cached does not change with the config file: keep the prefix and session maps.
+            backend.balancer = previous.balancer
         known = {endpoint.base_url: endpoint for endpoint in previous.endpoints}
         for endpoint in backend.endpoints:
             before = known.get(endpoint.base_url)
