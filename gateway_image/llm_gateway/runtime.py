@@ -20,6 +20,7 @@ from .config import GatewayConfig, PriceConfig
 from .health import check_endpoints_forever, refresh_endpoints, refresh_endpoints_forever
 from .metrics import Metrics
 from .routing import Alias, Route
+from .tracing import build_tracing
 
 
 class Runtime:
@@ -33,6 +34,7 @@ class Runtime:
         self.aliases = {alias.model: Alias(alias, self.routes) for alias in config.aliases}
         self.teams = Teams(config.teams, config.server.require_api_key, ledger, buckets)
         self.audit = AuditLog(config.audit.path)
+        self.tracing = build_tracing(config.tracing)
         self.in_flight = 0
         self._tasks: list[asyncio.Task[None]] = []
         public = [*self.routes, *self.aliases]
@@ -79,3 +81,4 @@ class Runtime:
         for backend in self.backends.values():
             await backend.close()
         self.audit.close()
+        await self.tracing.close()
