@@ -5,6 +5,8 @@ Run: .venv/bin/python bench/gateway.py [--duration 3] [--targets direct,gateway,
 Targets, each proxying to one fake OpenAI server (aiohttp + uvloop, started here as a subprocess):
   direct   the upstream itself: the baseline every "added" figure subtracts
   gateway  python -m llm_gateway with a team key, a route, pricing and limits, metrics, audit log to a file
+  traced   the same gateway with tracing.enabled (sample ratio 1: every request's spans exported over OTLP/HTTP to
+           a sink in the upstream process); beside `gateway` it gives what tracing costs: --targets direct,gateway,traced
   aiohttp  a bare aiohttp pass-through (defined below): the floor for any aiohttp proxy, for reference
   nginx    nginx (Debian package) as a plain reverse proxy: one worker, upstream keep-alive, no buffering
   litellm  LiteLLM's proxy (/work/main/.venv-litellm, 'litellm[proxy]<1.110'), one worker, a master key
@@ -124,6 +126,8 @@ def run_upstream(port: int) -> None:
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/health", health)
+    # The OTLP/HTTP sink of the `traced` gateway: an empty 200 is a successful export (OTLP spec, "Success").
+    app.router.add_post("/v1/traces", health)
     uvloop.install()
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
@@ -215,8 +219,8 @@ class Target:
     pid: int | None = None
 
 
-def gateway_config(tmp: Path, port: int, upstream_port: int) -> Path:
-    config = {
+def gateway_config(tmp: Path, port: int, upstream_port: int, traced: bool = False) -> Path:
+    config: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": port, "require_api_key": True},
         "backends": [
             {
@@ -240,9 +244,11 @@ def gateway_config(tmp: Path, port: int, upstream_port: int) -> Path:
             }
         ],
         "pricing": {MODEL: {"input_per_million": 0.5, "output_per_million": 1.5}},
-        "audit": {"path": str(tmp / "audit.jsonl")},
+        "audit": {"path": str(tmp / f"audit{'-traced' if traced else ''}.jsonl")},
     }
-    path = tmp / "gateway.yaml"
+    if traced:
+        config["tracing"] = {"enabled": True, "endpoint": f"http://127.0.0.1:{upstream_port}/v1/traces"}
+    path = tmp / f"gateway{'-traced' if traced else ''}.yaml"
     path.write_text(json.dumps(config, indent=2))  # JSON is YAML
     return path
 
@@ -302,8 +308,8 @@ def start_target(
 ) -> Target:
     port = free_port()
     log = tmp / f"{name}.log"
-    if name == "gateway":
-        config = gateway_config(tmp, port, upstream_port)
+    if name in ("gateway", "traced"):
+        config = gateway_config(tmp, port, upstream_port, traced=name == "traced")
         profiler = ["-m", "cProfile", "-o", str(profile)] if profile else []
         argv = [sys.executable, *profiler, "-m", "llm_gateway", "--config", str(config)]
         pid = stack.enter_context(process(name, argv, log, {"PYTHONPATH": str(ROOT / "gateway_image")}))

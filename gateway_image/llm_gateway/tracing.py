@@ -2,12 +2,12 @@
 
 Off (the default) the gateway is a plain participant of the caller's trace: it takes the incoming `traceparent`
 (or starts a trace), and gives every upstream attempt its own parent id, so a backend's spans can be told apart per
-attempt. No OpenTelemetry object exists then; the SDK is not even imported.
+attempt. No OpenTelemetry object exists then, and no exporter.
 
 On, each request is a server span with one client span per attempt (backend, endpoint, status, tokens), an event at
-the stream's first token, and a span for any wait for capacity. Spans are queued for a BatchSpanProcessor, whose
-own thread exports them over OTLP/HTTP: the event loop never waits on the collector, and a full queue drops spans
-rather than holding requests.
+the stream's first token, and a span for any wait for capacity. They are recorded here as plain values and exported
+by the OpenTelemetry SDK (BatchSpanProcessor, OTLP/HTTP protobuf exporter) in a child process
+(llm_gateway/trace_export.py): the event loop never builds SDK spans, encodes protobuf or waits on the collector.
 
 Trace context format: https://www.w3.org/TR/trace-context/#traceparent-header. Attribute names: OpenTelemetry's
 semantic conventions for GenAI client spans (https://opentelemetry.io/docs/specs/semconv/gen-ai/gen-ai-spans/) and
@@ -18,20 +18,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
 import os
+import random
 import re
+import subprocess
+import sys
+import time
 from collections.abc import Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
+import orjson
+
 from .config import TracingConfig
 
 if TYPE_CHECKING:
-    from opentelemetry.context import Context
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.trace import Span, Tracer
-
     from .backends import Backend
     from .balancing import Endpoint
     from .proxy import Exchange
@@ -41,6 +46,11 @@ if TYPE_CHECKING:
 TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
 ZERO_TRACE_ID = "0" * 32
 ZERO_SPAN_ID = "0" * 16
+# The child process reads its TracingConfig (JSON) from this variable (llm_gateway/trace_export.py).
+EXPORT_CONFIG_ENV = "LLM_GATEWAY_TRACE_EXPORT"
+FLUSH_INTERVAL_S = 0.05  # spans reach the child at most this late: one pipe write per interval, not per request
+MAX_PENDING_BYTES = 8 * 1024 * 1024  # what the pipe did not take yet; beyond it spans are dropped
+log = logging.getLogger("llm_gateway.tracing")
 # gen_ai.operation.name by OpenAI path (GenAI semantic conventions' well-known values).
 OPERATIONS = {"/chat/completions": "chat", "/completions": "text_completion", "/embeddings": "embeddings"}
 
@@ -146,194 +156,291 @@ class Propagation:
 PROPAGATION = Propagation()
 
 
-# ---- on: OpenTelemetry spans
+# ---- on: spans recorded here, exported by the OpenTelemetry SDK in a process of its own
 
 
 class SpanExport:
-    """A TracerProvider of our own (not the global one), exporting in batches over OTLP/HTTP protobuf."""
+    """Records each request's spans as plain data and hands them to `python -m llm_gateway.trace_export`.
+
+    That child process builds the SDK's spans and exports them with a BatchSpanProcessor and the OTLP/HTTP exporter.
+    The SDK's own span objects cost ~100 us per request here (attribute checks, locks) and its protobuf encoding
+    as much again per span, and the encoding would hold the GIL on the exporter thread while requests wait: in the
+    child process neither touches the event loop. What is left on the path is a few microseconds per request: ids,
+    timestamps, one JSON line. Bounded: when the child falls behind, spans are dropped and counted, never waited on.
+    """
 
     def __init__(self, config: TracingConfig) -> None:
-        # Imported here: with tracing off the gateway never loads the SDK.
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-
-        # Resource.create also reads OTEL_RESOURCE_ATTRIBUTES, so a pod can add k8s.pod.name and the like.
-        self.provider: TracerProvider = TracerProvider(
-            resource=Resource.create({"service.name": config.service_name}),
-            # A caller's sampled flag wins; a trace started here is sampled by its id at the configured ratio.
-            sampler=ParentBased(TraceIdRatioBased(config.sample_ratio)),
+        self.config = config
+        # TraceIdRatioBased's rule (opentelemetry-sdk 1.45 sdk/trace/sampling.py): sampled when the trace id's lower
+        # 64 bits are below round(ratio x 2^64); a caller's sampled flag wins (ParentBased).
+        self.bound = round(config.sample_ratio * (1 << 64))
+        self.max_buffered = config.max_queue_size
+        self.buffered: list[bytes] = []
+        self.dropped = 0
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "llm_gateway.trace_export"],
+            stdin=subprocess.PIPE,
+            env=_child_env(config),
         )
-        exporter = OTLPSpanExporter(endpoint=config.endpoint, timeout=config.export_timeout_s)
-        self.provider.add_span_processor(
-            BatchSpanProcessor(
-                exporter,
-                max_queue_size=config.max_queue_size,
-                schedule_delay_millis=config.schedule_delay_s * 1000,
-                max_export_batch_size=config.max_export_batch_size,
-                export_timeout_millis=config.export_timeout_s * 1000,
-            )
-        )
-        self.tracer: Tracer = self.provider.get_tracer("llm_gateway")
+        assert self.process.stdin is not None
+        self.pipe = self.process.stdin.fileno()
+        os.set_blocking(self.pipe, False)
+        self.pending = b""  # the part of a write the pipe did not take
 
     def start(self, headers: Mapping[str, str], exchange: Exchange, path: str) -> Trace:
-        return SpanTrace(self.tracer, headers, exchange, path)
+        return RecordedTrace(self, headers, exchange, path)
+
+    def emit(self, lines: list[bytes]) -> None:
+        """Queue a finished request's spans; written to the child on the next flush (after the response is sent)."""
+        if len(self.buffered) >= self.max_buffered:
+            self._drop(len(lines))
+            return
+        self.buffered += lines
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_later(FLUSH_INTERVAL_S, self.flush)
+
+    def flush(self) -> None:
+        self._flush_handle = None
+        if self.process.stdin is None or self.process.stdin.closed:
+            return
+        data = self.pending + b"".join(self.buffered)
+        spans = len(self.buffered)
+        self.buffered = []
+        try:
+            written = os.write(self.pipe, data) if data else 0
+        except BlockingIOError:
+            written = 0
+        except (BrokenPipeError, OSError):
+            self._drop(spans)
+            self.pending = b""
+            return
+        self.pending = data[written:]
+        if len(self.pending) > MAX_PENDING_BYTES:
+            self._drop(self.pending.count(b"\n"))
+            self.pending = b""
+        if self.pending:
+            self._flush_handle = asyncio.get_running_loop().call_later(FLUSH_INTERVAL_S, self.flush)
+
+    def _drop(self, spans: int) -> None:
+        if self.dropped == 0 or (self.dropped + spans) // 10_000 > self.dropped // 10_000:
+            log.warning(
+                "tracing: %d spans dropped so far (the exporter process is behind or gone)", self.dropped + spans
+            )
+        self.dropped += spans
 
     async def close(self) -> None:
-        # shutdown() exports what is queued and joins the exporter's thread: blocking, so off the event loop.
-        await asyncio.to_thread(self.provider.shutdown)
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self.flush()
+        if self.pending:
+            os.set_blocking(self.pipe, True)
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(os.write, self.pipe, self.pending)
+        assert self.process.stdin is not None
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()
+        # The child exports what it holds (its BatchSpanProcessor's shutdown) when its input ends.
+        try:
+            await asyncio.to_thread(self.process.wait, self.config.export_timeout_s + 5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
 
 
-def _parent_context(headers: Mapping[str, str]) -> Context:
-    from opentelemetry import trace
-    from opentelemetry.context import Context
-    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
+def _child_env(config: TracingConfig) -> dict[str, str]:
+    # The child imports this very llm_gateway package, wherever it was imported from (a checkout, the image).
+    package_root = str(Path(__file__).resolve().parent.parent)
+    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, EXPORT_CONFIG_ENV: config.model_dump_json()}
 
-    parsed = parse_traceparent(headers.get("traceparent"))
-    if parsed is None:
-        return Context()  # a new root, whatever the ambient context holds
-    trace_id, parent_id, flags = parsed
-    state = headers.get("tracestate")
-    parent = SpanContext(
-        int(trace_id, 16),
-        int(parent_id, 16),
-        is_remote=True,
-        trace_flags=TraceFlags(int(flags, 16)),
-        trace_state=TraceState.from_header([state]) if state else None,
+
+def _random_id(bits: int) -> int:
+    # As the SDK's RandomIdGenerator: random.getrandbits, never the invalid all-zero id.
+    value = random.getrandbits(bits)
+    while value == 0:
+        value = random.getrandbits(bits)
+    return value
+
+
+class RecordedTrace:
+    """One request: its server span, and one client span per attempt, as plain values until the request ends."""
+
+    __slots__ = (
+        "_attempt",
+        "_exchange",
+        "_export",
+        "_operation",
+        "_route",
+        "_spans",
+        "flags",
+        "outgoing",
+        "parent_id",
+        "sampled",
+        "span_id",
+        "start_ns",
+        "trace_id",
+        "tracestate",
     )
-    return trace.set_span_in_context(NonRecordingSpan(parent), Context())
 
-
-class SpanTrace:
-    """The request's server span, and the attempt span that is open, if any."""
-
-    __slots__ = ("_attempt", "_context", "_exchange", "_operation", "_tracer", "outgoing", "span")
-
-    def __init__(self, tracer: Tracer, headers: Mapping[str, str], exchange: Exchange, path: str) -> None:
-        from opentelemetry import trace
-        from opentelemetry.trace import SpanKind
-
-        self._tracer = tracer
-        self._exchange = exchange
+    def __init__(self, export: SpanExport, headers: Mapping[str, str], exchange: Exchange, path: str) -> None:
+        self._export, self._exchange = export, exchange
         self._operation = OPERATIONS.get(path, path.strip("/"))
-        parent = _parent_context(headers)
-        self.span: Span = tracer.start_span(
-            f"POST /v1{path}",
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes={"http.request.method": "POST", "http.route": f"/v1{path}", "url.path": f"/v1{path}"},
-        )
-        self._context = trace.set_span_in_context(self.span, parent)
-        self._attempt: Span | None = None
+        self._route = "/v1" + path
+        parsed = parse_traceparent(headers.get("traceparent"))
+        self.tracestate: str | None = None
+        if parsed is None:
+            self.trace_id = f"{_random_id(128):032x}"
+            self.parent_id = ""
+            self.sampled = int(self.trace_id[16:], 16) < export.bound
+        else:
+            self.trace_id, self.parent_id, flags = parsed
+            self.sampled = bool(int(flags, 16) & 1)
+            self.tracestate = headers.get("tracestate")
+        self.flags = "01" if self.sampled else "00"
+        self.span_id = f"{_random_id(64):016x}"
+        self.start_ns = time.time_ns()
         self.outgoing: dict[str, str] = {}
+        self._spans: list[list[Any]] = []
+        self._attempt: AttemptSpan | None = None
 
     def attempt(self, backend: Backend, endpoint: Endpoint) -> AttemptSpan:
         return AttemptSpan(self, backend, endpoint)
 
     def waiting(self, backend: str) -> contextlib.AbstractContextManager[Any]:
         """A span around a wait for capacity (a backend waking from zero, a full queue)."""
-        return self._tracer.start_as_current_span(
-            f"wait {backend}", context=self._context, attributes={"llm_gateway.backend": backend}
-        )
+        return WaitSpan(self, backend)
 
     def first_token(self) -> None:
         if self._attempt is not None:
-            self._attempt.add_event("llm_gateway.first_token")
+            self._attempt.first_token_ns = time.time_ns()
+
+    def record(
+        self, span_id: str, name: str, kind: int, start_ns: int, attributes: dict[str, Any], **more: Any
+    ) -> None:
+        if self.sampled:
+            self._spans.append([span_id, self.span_id, name, kind, start_ns, time.time_ns(), attributes, more])
 
     def finish(self) -> None:
-        span, exchange = self.span, self._exchange
-        if span.is_recording():
-            span.set_attributes(
-                {
-                    "http.response.status_code": exchange.status,
-                    "gen_ai.operation.name": self._operation,
-                    "gen_ai.request.model": exchange.requested_model,
-                    "gen_ai.usage.input_tokens": exchange.prompt_tokens,
-                    "gen_ai.usage.output_tokens": exchange.completion_tokens,
-                    "llm_gateway.request_id": exchange.request_id,
-                    "llm_gateway.team": exchange.team,
-                    "llm_gateway.route": exchange.route,
-                    "llm_gateway.backend": exchange.backend,
-                    "llm_gateway.attempts": exchange.attempts,
-                    "llm_gateway.stream": exchange.stream,
-                }
-            )
-            if exchange.ttft_s is not None:
-                span.set_attribute("llm_gateway.time_to_first_token_s", exchange.ttft_s)
-            if exchange.status >= 400:
-                span.set_attribute("error.type", exchange.reason or str(exchange.status))
-            if exchange.status >= 500:
-                # HTTP server spans: a 4xx is the client's error, not the server's (HTTP semantic conventions).
-                _set_error(span, exchange.reason or str(exchange.status))
-        span.end()
+        if not self.sampled:
+            return
+        exchange = self._exchange
+        attributes: dict[str, Any] = {
+            "http.request.method": "POST",
+            "http.route": self._route,
+            "http.response.status_code": exchange.status,
+            "gen_ai.operation.name": self._operation,
+            "gen_ai.request.model": exchange.requested_model,
+            "gen_ai.usage.input_tokens": exchange.prompt_tokens,
+            "gen_ai.usage.output_tokens": exchange.completion_tokens,
+            "llm_gateway.request_id": exchange.request_id,
+            "llm_gateway.team": exchange.team,
+            "llm_gateway.route": exchange.route,
+            "llm_gateway.backend": exchange.backend,
+            "llm_gateway.attempts": exchange.attempts,
+            "llm_gateway.stream": exchange.stream,
+        }
+        if exchange.ttft_s is not None:
+            attributes["llm_gateway.time_to_first_token_s"] = exchange.ttft_s
+        more: dict[str, Any] = {}
+        if exchange.status >= 400:
+            attributes["error.type"] = exchange.reason or str(exchange.status)
+        if exchange.status >= 500:
+            # HTTP server spans: a 4xx is the client's error, not the server's (HTTP semantic conventions).
+            more["error"] = exchange.reason or str(exchange.status)
+        head = [self.trace_id, self.tracestate or ""]
+        server = [self.span_id, self.parent_id, f"POST {self._route}", SERVER, self.start_ns, time.time_ns()]
+        lines = [orjson.dumps([*head, *server, attributes, more]) + b"\n"]
+        lines += [orjson.dumps([*head, *span]) + b"\n" for span in self._spans]
+        self._export.emit(lines)
+
+
+# opentelemetry.trace.SpanKind values (the OTLP proto's are these plus one).
+INTERNAL, SERVER, CLIENT = 0, 1, 2
 
 
 class AttemptSpan:
     """One upstream attempt: a client span whose id is the parent id the backend receives."""
 
-    __slots__ = ("_backend", "_endpoint", "_span", "_tokens", "_trace")
+    __slots__ = ("_backend", "_endpoint", "_start_ns", "_tokens", "_trace", "first_token_ns", "span_id")
 
-    def __init__(self, trace: SpanTrace, backend: Backend, endpoint: Endpoint) -> None:
+    def __init__(self, trace: RecordedTrace, backend: Backend, endpoint: Endpoint) -> None:
         self._trace, self._backend, self._endpoint = trace, backend, endpoint
-        self._span: Span | None = None
+        self.span_id = ""
+        self._start_ns = 0
         self._tokens = (0, 0)
+        self.first_token_ns = 0
 
     def __enter__(self) -> AttemptSpan:
-        from opentelemetry.trace import SpanKind
-
-        trace, backend, exchange = self._trace, self._backend, self._trace._exchange
-        model = backend.upstream_model or exchange.requested_model
-        url = urlsplit(self._endpoint.base_url)
-        span = trace._tracer.start_span(
-            f"{trace._operation} {model}",
-            context=trace._context,
-            kind=SpanKind.CLIENT,
-            attributes={
-                "gen_ai.operation.name": trace._operation,
-                "gen_ai.request.model": model,
-                # gen_ai.system is the older name of gen_ai.provider.name; trace backends still read either.
-                "gen_ai.provider.name": backend.kind,
-                "gen_ai.system": backend.kind,
-                "server.address": url.hostname or "",
-                "server.port": url.port or (443 if url.scheme == "https" else 80),
-                "llm_gateway.backend": backend.name,
-                "llm_gateway.endpoint": self._endpoint.label,
-                "llm_gateway.attempt": exchange.attempts,
-            },
-        )
-        context = span.get_span_context()
-        trace.outgoing = {"traceparent": f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"}
-        state = context.trace_state.to_header() if context.trace_state else ""
-        if state:
-            trace.outgoing["tracestate"] = state
-        self._span, trace._attempt = span, span
+        trace = self._trace
+        self.span_id = f"{_random_id(64):016x}"
+        trace.outgoing = {"traceparent": f"00-{trace.trace_id}-{self.span_id}-{trace.flags}"}
+        if trace.tracestate:
+            trace.outgoing["tracestate"] = trace.tracestate
+        trace._attempt = self
+        exchange = trace._exchange
         self._tokens = (exchange.prompt_tokens, exchange.completion_tokens)
+        self._start_ns = time.time_ns()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
-        span, exchange = self._span, self._trace._exchange
-        self._trace._attempt = None
-        assert span is not None
-        if span.is_recording():
-            status, reason = _outcome(exc, exchange.status)
-            span.set_attribute("http.response.status_code", status)
-            if exc is None and status < 400:
-                span.set_attributes(
-                    {
-                        # The backend answers under the model name it was sent (vLLM's served model name).
-                        "gen_ai.response.model": self._backend.upstream_model or exchange.requested_model,
-                        "gen_ai.usage.input_tokens": exchange.prompt_tokens - self._tokens[0],
-                        "gen_ai.usage.output_tokens": exchange.completion_tokens - self._tokens[1],
-                    }
-                )
-            if reason is not None:
-                span.set_attribute("error.type", reason)
-                _set_error(span, reason)
-        span.end()
+        trace, backend = self._trace, self._backend
+        trace._attempt = None
+        if not trace.sampled:
+            return
+        exchange = trace._exchange
+        model = backend.upstream_model or exchange.requested_model
+        address, port = _server(self._endpoint.base_url)
+        status, reason = _outcome(exc, exchange.status)
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": trace._operation,
+            "gen_ai.request.model": model,
+            # gen_ai.system is the older name of gen_ai.provider.name; trace backends still read either.
+            "gen_ai.provider.name": backend.kind,
+            "gen_ai.system": backend.kind,
+            "server.address": address,
+            "server.port": port,
+            "http.response.status_code": status,
+            "llm_gateway.backend": backend.name,
+            "llm_gateway.endpoint": self._endpoint.label,
+            "llm_gateway.attempt": exchange.attempts,
+        }
+        more: dict[str, Any] = {}
+        if reason is None:
+            # The backend answers under the model name it was sent (vLLM's served model name).
+            attributes["gen_ai.response.model"] = model
+            attributes["gen_ai.usage.input_tokens"] = exchange.prompt_tokens - self._tokens[0]
+            attributes["gen_ai.usage.output_tokens"] = exchange.completion_tokens - self._tokens[1]
+        else:
+            attributes["error.type"] = reason
+            more["error"] = reason
+        if self.first_token_ns:
+            more["events"] = [["llm_gateway.first_token", self.first_token_ns]]
+        trace.record(self.span_id, f"{trace._operation} {model}", CLIENT, self._start_ns, attributes, **more)
+
+
+class WaitSpan:
+    __slots__ = ("_backend", "_start_ns", "_trace")
+
+    def __init__(self, trace: RecordedTrace, backend: str) -> None:
+        self._trace, self._backend, self._start_ns = trace, backend, 0
+
+    def __enter__(self) -> WaitSpan:
+        self._start_ns = time.time_ns()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        span_id = f"{_random_id(64):016x}"
+        attributes = {"llm_gateway.backend": self._backend}
+        self._trace.record(span_id, f"wait {self._backend}", INTERNAL, self._start_ns, attributes)
+
+
+@functools.lru_cache(maxsize=1024)
+def _server(base_url: str) -> tuple[str, int]:
+    """server.address and server.port of an endpoint (parsed once per URL: ~10 us a time)."""
+    url = urlsplit(base_url)
+    return url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
 
 
 def _outcome(exc: BaseException | None, status: int) -> tuple[int, str | None]:
@@ -345,9 +452,3 @@ def _outcome(exc: BaseException | None, status: int) -> tuple[int, str | None]:
         return response.status, "context_length_exceeded"
     reason = getattr(exc, "reason", None)
     return getattr(exc, "status", status), reason if isinstance(reason, str) else type(exc).__name__
-
-
-def _set_error(span: Span, description: str) -> None:
-    from opentelemetry.trace import Status, StatusCode
-
-    span.set_status(Status(StatusCode.ERROR, description))
