@@ -5,8 +5,9 @@ Run: .venv/bin/python bench/gateway.py [--duration 3] [--targets direct,gateway,
 Targets, each proxying to one fake OpenAI server (aiohttp + uvloop, started here as a subprocess):
   direct   the upstream itself: the baseline every "added" figure subtracts
   gateway  python -m llm_gateway with a team key, a route, pricing and limits, metrics, audit log to a file
-  traced   the same gateway with tracing.enabled (sample ratio 1: every request's spans exported over OTLP/HTTP to
-           a sink in the upstream process); beside `gateway` it gives what tracing costs: --targets direct,gateway,traced
+  traced   the same gateway with tracing.enabled (sample ratio 1: every request's spans exported over OTLP/HTTP
+           to a sink in the upstream process); beside `gateway` it shows what tracing costs:
+           --targets direct,gateway,traced
   aiohttp  a bare aiohttp pass-through (defined below): the floor for any aiohttp proxy, for reference
   nginx    nginx (Debian package) as a plain reverse proxy: one worker, upstream keep-alive, no buffering
   litellm  LiteLLM's proxy (/work/main/.venv-litellm, 'litellm[proxy]<1.110'), one worker, a master key

@@ -19,6 +19,7 @@ import pulumi_kubernetes as k8s
 
 from components.alerts import AlertSettings, rule_groups
 from components.naming import GPU_PRESENT_LABEL, GPU_TAINT_KEY, VLLM_APP
+from components.tracing import TraceCollector, TraceCollectorArgs
 
 DASHBOARDS_DIR = Path(__file__).parent / "dashboards"
 DCGM_COUNTERS_FILE = Path(__file__).parent / "monitoring_data" / "dcgm-counters.csv"
@@ -103,6 +104,8 @@ class MonitoringArgs:
     managed_control_plane: bool = False
     alert_receivers: list[AlertReceiver] = field(default_factory=list)
     alert_repeat_interval: str = "4h"
+    # The OpenTelemetry Collector (and its trace backend) that the gateway and vLLM export spans to; None: off.
+    tracing: TraceCollectorArgs | None = None
 
 
 def load_dashboards() -> dict[str, dict[str, Any]]:
@@ -461,6 +464,8 @@ class Monitoring(pulumi.ComponentResource):
             self._dcgm_exporter(name, args, in_ns, after_release)
         if args.autoscaled_models:
             self._keda(name, args, child)
+        if args.tracing is not None:
+            TraceCollector(f"{name}-tracing", args.tracing, opts=in_ns)
 
         self.namespace = ns
         self.prometheus_url = f"http://{PROMETHEUS_SERVICE}.{ns}.svc:9090"

@@ -20,6 +20,7 @@ from components.cluster import SYSTEM_NODE_LABEL
 from components.gateway import PORT, Gateway, GatewayArgs
 from components.naming import VLLM_PORT, vllm_headless_host
 from infra.config import PlatformConfig
+from infra.plan import traces_url
 from infra.secrets import Secrets
 
 # The build context of the gateway image, relative to the working directory: `pulumi up` runs in the project root,
@@ -78,7 +79,16 @@ def gateway_config(platform: PlatformConfig, team_key_hashes: dict[str, list[str
         # Standard output: the node's log pipeline keeps each line even if the pod dies right after answering.
         "audit": {"path": "-", "include_prompts": gateway.audit_include_prompts},
         "stream_recovery": gateway.stream_recovery,
+        **tracing_block(platform),
     }
+
+
+def tracing_block(platform: PlatformConfig) -> dict[str, Any]:
+    """The gateway's `tracing` section when the stack traces requests; absent otherwise (the gateway's default: off)."""
+    url = traces_url(platform)
+    if url is None:
+        return {}
+    return {"tracing": {"enabled": True, "endpoint": url, "sample_ratio": platform.monitoring.tracing.sample_ratio}}
 
 
 def hash_team_keys(stack: str, teams: list[str], keys: dict[str, Any]) -> dict[str, list[str]]:
