@@ -21,7 +21,6 @@ import contextlib
 import functools
 import logging
 import os
-import random
 import re
 import subprocess
 import sys
@@ -217,8 +216,10 @@ class SpanExport:
             return
         self.pending = data[written:]
         if len(self.pending) > MAX_PENDING_BYTES:
-            self._drop(self.pending.count(b"\n"))
-            self.pending = b""
+            # Whole lines only: the child may hold the start of the first one already.
+            cut = self.pending.find(b"\n") + 1
+            self._drop(self.pending.count(b"\n", cut))
+            self.pending = self.pending[:cut]
         if self.pending:
             self._flush_handle = asyncio.get_running_loop().call_later(FLUSH_INTERVAL_S, self.flush)
 
@@ -254,11 +255,11 @@ def _child_env(config: TracingConfig) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, EXPORT_CONFIG_ENV: config.model_dump_json()}
 
 
-def _random_id(bits: int) -> int:
-    # As the SDK's RandomIdGenerator: random.getrandbits, never the invalid all-zero id.
-    value = random.getrandbits(bits)
-    while value == 0:
-        value = random.getrandbits(bits)
+def _new_id(hex_digits: int) -> str:
+    """A random trace id (32 hex digits) or span id (16), never the invalid all-zero id (W3C Trace Context 3.2.2)."""
+    value = os.urandom(hex_digits // 2).hex()
+    while not value.strip("0"):
+        value = os.urandom(hex_digits // 2).hex()
     return value
 
 
@@ -289,7 +290,7 @@ class RecordedTrace:
         parsed = parse_traceparent(headers.get("traceparent"))
         self.tracestate: str | None = None
         if parsed is None:
-            self.trace_id = f"{_random_id(128):032x}"
+            self.trace_id = _new_id(32)
             self.parent_id = ""
             self.sampled = int(self.trace_id[16:], 16) < export.bound
         else:
@@ -297,7 +298,7 @@ class RecordedTrace:
             self.sampled = bool(int(flags, 16) & 1)
             self.tracestate = headers.get("tracestate")
         self.flags = "01" if self.sampled else "00"
-        self.span_id = f"{_random_id(64):016x}"
+        self.span_id = _new_id(16)
         self.start_ns = time.time_ns()
         self.outgoing: dict[str, str] = {}
         self._spans: list[list[Any]] = []
@@ -372,7 +373,7 @@ class AttemptSpan:
 
     def __enter__(self) -> AttemptSpan:
         trace = self._trace
-        self.span_id = f"{_random_id(64):016x}"
+        self.span_id = _new_id(16)
         trace.outgoing = {"traceparent": f"00-{trace.trace_id}-{self.span_id}-{trace.flags}"}
         if trace.tracestate:
             trace.outgoing["tracestate"] = trace.tracestate
@@ -431,7 +432,7 @@ class WaitSpan:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        span_id = f"{_random_id(64):016x}"
+        span_id = _new_id(16)
         attributes = {"llm_gateway.backend": self._backend}
         self._trace.record(span_id, f"wait {self._backend}", INTERNAL, self._start_ns, attributes)
 
