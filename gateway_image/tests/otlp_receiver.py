@@ -100,3 +100,14 @@ class OtlpReceiver:
             time.sleep(0.02)
         assert len(self.spans) >= count, self.spans
         return list(self.spans)
+
+    def wait_for_trace(self, trace_id: str, count: int, timeout_s: float = 30.0) -> list[ReceivedSpan]:
+        """The spans of one trace once at least `count` of them arrived (others, e.g. a server's start-up, aside)."""
+        deadline = time.monotonic() + timeout_s
+        spans: list[ReceivedSpan] = []
+        while time.monotonic() < deadline:
+            spans = [span for span in self.spans if span.trace_id == trace_id]
+            if len(spans) >= count:
+                return spans
+            time.sleep(0.05)
+        raise AssertionError(f"{len(spans)} of {count} spans of trace {trace_id} arrived: {self.spans}")
