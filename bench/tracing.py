@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import resource
 import statistics
 import subprocess
 import sys
@@ -94,6 +95,9 @@ async def main() -> None:
             measure(tracing, backend, 2_000, 1)  # warm-up
             results[name] = measure(tracing, backend, args.requests, args.rounds)
         await exporter.close()
+        # The exporter process has been waited for: its CPU time is the children's (the sink still runs).
+        child = resource.getrusage(resource.RUSAGE_CHILDREN)
+        child_cpu_s = child.ru_utime + child.ru_stime
         print(f"{'tracing':<8} {'min us/req':>11} {'median':>8}")
         for name, values in results.items():
             print(f"{name:<8} {min(values):>11.2f} {statistics.median(values):>8.2f}")
@@ -102,6 +106,8 @@ async def main() -> None:
         print(
             f"added per request (minimum of rounds): off {off:.2f} us, on {on:.2f} us; dropped spans {exporter.dropped}"
         )
+        sent = 2 * (2_000 + args.requests * args.rounds) - exporter.dropped  # two spans per request
+        print(f"exporter process: {child_cpu_s:.1f} s CPU for {sent} spans, {child_cpu_s / sent * 1e6:.0f} us per span")
     finally:
         sink.terminate()
         sink.wait(5)

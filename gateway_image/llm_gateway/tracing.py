@@ -176,6 +176,7 @@ class SpanExport:
         self.max_buffered = config.max_queue_size
         self.buffered: list[bytes] = []
         self.dropped = 0
+        self.closing = False
         self._flush_handle: asyncio.TimerHandle | None = None
         self.process = subprocess.Popen(
             [sys.executable, "-m", "llm_gateway.trace_export"],
@@ -192,6 +193,8 @@ class SpanExport:
 
     def emit(self, lines: list[bytes]) -> None:
         """Queue a finished request's spans; written to the child on the next flush (after the response is sent)."""
+        if self.closing:
+            return
         if len(self.buffered) >= self.max_buffered:
             self._drop(len(lines))
             return
@@ -231,13 +234,18 @@ class SpanExport:
         self.dropped += spans
 
     async def close(self) -> None:
+        self.flush()
+        self.closing = True
+        # No later flush may write while the rest goes out from a thread: the child would get interleaved bytes.
         if self._flush_handle is not None:
             self._flush_handle.cancel()
-        self.flush()
-        if self.pending:
+            self._flush_handle = None
+        rest, self.pending = self.pending, b""
+        self.buffered = []  # closing: what comes now is not exported
+        if rest:
             os.set_blocking(self.pipe, True)
             with contextlib.suppress(OSError):
-                await asyncio.to_thread(os.write, self.pipe, self.pending)
+                await asyncio.to_thread(_write_all, self.pipe, rest)
         assert self.process.stdin is not None
         with contextlib.suppress(OSError):
             self.process.stdin.close()
@@ -246,6 +254,11 @@ class SpanExport:
             await asyncio.to_thread(self.process.wait, self.config.export_timeout_s + 5)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
 
 
 def _child_env(config: TracingConfig) -> dict[str, str]:
