@@ -6,6 +6,9 @@ Targets, each proxying to one fake OpenAI server (aiohttp + uvloop, started here
   direct   the upstream itself: the baseline every "added" figure subtracts
   gateway  python -m llm_gateway with a team key, a route, pricing and limits, metrics, audit log to a file
   gateway-ledger  the same plus the usage ledger (issue 12) on a local PostgreSQL started here (pg_server.py)
+  traced   the same gateway with tracing.enabled (sample ratio 1: every request's spans exported over OTLP/HTTP
+           to a sink in the upstream process); beside `gateway` it shows what tracing costs:
+           --targets direct,gateway,traced
   aiohttp  a bare aiohttp pass-through (defined below): the floor for any aiohttp proxy, for reference
   nginx    nginx (Debian package) as a plain reverse proxy: one worker, upstream keep-alive, no buffering
   litellm  LiteLLM's proxy (/work/main/.venv-litellm, 'litellm[proxy]<1.110'), one worker, a master key
@@ -125,6 +128,8 @@ def run_upstream(port: int) -> None:
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/health", health)
+    # The OTLP/HTTP sink of the `traced` gateway: an empty 200 is a successful export (OTLP spec, "Success").
+    app.router.add_post("/v1/traces", health)
     uvloop.install()
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
@@ -216,7 +221,7 @@ class Target:
     pid: int | None = None
 
 
-def gateway_config(tmp: Path, port: int, upstream_port: int, ledger: bool = False) -> Path:
+def gateway_config(tmp: Path, port: int, upstream_port: int, ledger: bool = False, traced: bool = False) -> Path:
     config: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": port, "require_api_key": True},
         "backends": [
@@ -241,12 +246,14 @@ def gateway_config(tmp: Path, port: int, upstream_port: int, ledger: bool = Fals
             }
         ],
         "pricing": {MODEL: {"input_per_million": 0.5, "output_per_million": 1.5}},
-        "audit": {"path": str(tmp / "audit.jsonl")},
+        "audit": {"path": str(tmp / f"audit{'-traced' if traced else ''}.jsonl")},
     }
     if ledger:  # defaults but the spool folder: batches of 500 rows or 1 s
         config["ledger"] = {"spool_path": str(tmp / "spool")}
         config["audit"] = {"path": str(tmp / "audit-ledger.jsonl")}
-    path = tmp / ("gateway-ledger.yaml" if ledger else "gateway.yaml")
+    if traced:
+        config["tracing"] = {"enabled": True, "endpoint": f"http://127.0.0.1:{upstream_port}/v1/traces"}
+    path = tmp / ("gateway-ledger.yaml" if ledger else f"gateway{'-traced' if traced else ''}.yaml")
     path.write_text(json.dumps(config, indent=2))  # JSON is YAML
     return path
 
@@ -306,11 +313,11 @@ def start_target(
 ) -> Target:
     port = free_port()
     log = tmp / f"{name}.log"
-    if name in ("gateway", "gateway-ledger"):
+    if name in ("gateway", "gateway-ledger", "traced"):
         env = {"PYTHONPATH": str(ROOT / "gateway_image")}
         if name == "gateway-ledger":
             env["LEDGER_DSN"] = start_postgres(stack)
-        config = gateway_config(tmp, port, upstream_port, ledger=name == "gateway-ledger")
+        config = gateway_config(tmp, port, upstream_port, ledger=name == "gateway-ledger", traced=name == "traced")
         profiler = ["-m", "cProfile", "-o", str(profile)] if profile else []
         argv = [sys.executable, *profiler, "-m", "llm_gateway", "--config", str(config)]
         pid = stack.enter_context(process(name, argv, log, env))

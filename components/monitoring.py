@@ -19,6 +19,7 @@ import pulumi_kubernetes as k8s
 
 from components.alerts import AlertSettings, rule_groups
 from components.naming import GPU_PRESENT_LABEL, GPU_TAINT_KEY, VLLM_APP
+from components.tracing import TraceCollector, TraceCollectorArgs
 
 DASHBOARDS_DIR = Path(__file__).parent / "dashboards"
 DCGM_COUNTERS_FILE = Path(__file__).parent / "monitoring_data" / "dcgm-counters.csv"
@@ -107,6 +108,8 @@ class MonitoringArgs:
     # secret: it holds the password) and the "Spend by team" dashboard; None without a ledger.
     ledger_datasource_yaml: pulumi.Input[str] | None = None
     spend_dashboard: dict[str, Any] | None = None
+    # The OpenTelemetry Collector (and its trace backend) that the gateway and vLLM export spans to; None: off.
+    tracing: TraceCollectorArgs | None = None
 
 
 def load_dashboards() -> dict[str, dict[str, Any]]:
@@ -465,6 +468,8 @@ class Monitoring(pulumi.ComponentResource):
             self._dcgm_exporter(name, args, in_ns, after_release)
         if args.autoscaled_models:
             self._keda(name, args, child)
+        if args.tracing is not None:
+            TraceCollector(f"{name}-tracing", args.tracing, opts=in_ns)
 
         self.namespace = ns
         self.prometheus_url = f"http://{PROMETHEUS_SERVICE}.{ns}.svc:9090"

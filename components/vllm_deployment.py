@@ -74,6 +74,8 @@ MANAGED_FLAGS: dict[str, str] = {
     "--host": "(fixed: 0.0.0.0 inside the pod)",
     "--api-key": "the `vllmApiKey` secret (never a command-line argument: it would show in `ps` and the pod spec)",
     "--disable-access-log-for-endpoints": "(fixed: probes and scrapes stay out of the access log)",
+    "--otlp-traces-endpoint": "monitoring.tracing.enabled",
+    "--collect-detailed-traces": "monitoring.tracing.vllm_detailed_traces",
 }
 
 
@@ -96,6 +98,10 @@ class VllmServeOptions:
     kv_cache_dtype: str
     enforce_eager: bool
     extra_args: tuple[str, ...] = ()
+    # The collector's OTLP/HTTP traces URL (None: vLLM traces nothing) and vLLM's detailed-trace modules, comma-
+    # separated ("" for none).
+    otlp_traces_endpoint: str | None = None
+    collect_detailed_traces: str = ""
 
 
 class ExtraArgsError(ValueError):
@@ -160,7 +166,31 @@ def serve_args(serve: VllmServeOptions) -> list[str]:
     # Request logging is off by default since vLLM 0.10 (`--enable-log-requests` turns it on); what remains is
     # the access log, where probes and scrapes would drown the real traffic.
     args += ["--disable-access-log-for-endpoints", "/health,/metrics", "--host", "0.0.0.0", "--port", str(PORT)]
-    return [*args, *serve.extra_args]
+    return [*args, *tracing_args(serve), *serve.extra_args]
+
+
+def tracing_args(serve: VllmServeOptions) -> list[str]:
+    """vLLM 0.32's tracing flags (vllm/engine/arg_utils.py `--otlp-traces-endpoint`, `--collect-detailed-traces`,
+    whose value is a comma-separated subset of model, worker, all: vllm/config/observability.py)."""
+    if serve.otlp_traces_endpoint is None:
+        return []
+    args = ["--otlp-traces-endpoint", serve.otlp_traces_endpoint]
+    if serve.collect_detailed_traces:
+        args += ["--collect-detailed-traces", serve.collect_detailed_traces]
+    return args
+
+
+def tracing_env(serve: VllmServeOptions) -> list[k8s.core.v1.EnvVarArgs]:
+    """vLLM 0.32 exports over gRPC unless told otherwise (vllm/tracing/otel.py get_span_exporter reads
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, default grpc): the collector's URL is OTLP/HTTP. Resource.create reads
+    OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES (opentelemetry-sdk resources)."""
+    if serve.otlp_traces_endpoint is None:
+        return []
+    return [
+        k8s.core.v1.EnvVarArgs(name="OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", value="http/protobuf"),
+        k8s.core.v1.EnvVarArgs(name="OTEL_SERVICE_NAME", value="vllm"),
+        k8s.core.v1.EnvVarArgs(name="OTEL_RESOURCE_ATTRIBUTES", value=f"llm_serving.model={serve.served_model_name}"),
+    ]
 
 
 def cpu_cores(quantity: str) -> float:
@@ -259,6 +289,7 @@ def container_env(args: VllmDeploymentArgs, secret_name: pulumi.Input[str]) -> l
     ]
     if args.hf_token is not None:
         env.append(_env_from_secret("HF_TOKEN", secret_name, SECRET_KEY_HF_TOKEN))
+    env += tracing_env(args.serve)
     if args.node_group_label is None:
         env.append(k8s.core.v1.EnvVarArgs(name="VLLM_CPU_KVCACHE_SPACE", value=str(args.cpu_kv_cache_gib)))
         # vLLM 0.32 vllm/envs.py and vllm/utils/ompmultiprocessing.py: "nobind" skips vLLM's own binding (it

@@ -488,6 +488,46 @@ class AlertmanagerConfig(Strict):
         return self
 
 
+class TracingConfig(Strict):
+    """Request tracing: an OpenTelemetry Collector in the monitoring namespace; the gateway and vLLM export to it."""
+
+    enabled: bool = Field(default=False, description="Collector on, gateway spans on, vLLM --otlp-traces-endpoint.")
+    sample_ratio: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="Share of requests traced (the gateway decides; vLLM follows the traceparent's sampled flag).",
+    )
+    backend: Literal["tempo", "otlp"] = Field(
+        default="tempo",
+        description="tempo: Grafana Tempo in the monitoring namespace, a Grafana datasource; otlp: forward to "
+        "otlp_endpoint (a vendor or a central collector).",
+    )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="backend otlp: the OTLP/HTTP base URL the collector forwards to (it appends /v1/traces).",
+    )
+    retention: str = Field(default="72h", pattern=r"^[0-9]+(h|m)$", description="Tempo's block retention.")
+    storage_gib: int | None = Field(
+        default=None, ge=1, le=4000, description="Tempo's volume; None = an emptyDir (traces lost with the pod)."
+    )
+    vllm_detailed_traces: list[Literal["model", "worker", "all"]] = Field(
+        default_factory=list,
+        description="vLLM's --collect-detailed-traces modules (costly, may block: vLLM's own warning); empty: none.",
+    )
+
+    @model_validator(mode="after")
+    def _backend_fields(self) -> TracingConfig:
+        if self.backend == "otlp" and self.otlp_endpoint is None:
+            raise ValueError("backend `otlp` needs `otlp_endpoint` (an http(s):// OTLP/HTTP base URL)")
+        if self.backend == "tempo" and self.otlp_endpoint is not None:
+            raise ValueError("`otlp_endpoint` is for backend `otlp`; with `tempo` the collector sends to Tempo")
+        if self.backend == "otlp" and self.storage_gib is not None:
+            raise ValueError("`storage_gib` sizes Tempo's volume; backend `otlp` runs no Tempo")
+        return self
+
+
 class MonitoringConfig(Strict):
     enabled: bool = True
     light: bool = Field(default=False, description="A laptop-sized stack (local): no alertmanager, no PVCs.")
@@ -499,9 +539,12 @@ class MonitoringConfig(Strict):
     )
     alerts: AlertThresholds = Field(default_factory=AlertThresholds)
     alertmanager: AlertmanagerConfig = Field(default_factory=AlertmanagerConfig)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
 
     @model_validator(mode="after")
     def _light(self) -> MonitoringConfig:
+        if self.tracing.enabled and not self.enabled:
+            raise ValueError("tracing.enabled needs monitoring.enabled: the collector runs in the monitoring stack")
         if self.light and self.storage_gib is not None:
             raise ValueError("`light` monitoring keeps no persistent volume: remove `storage_gib` or `light`")
         if self.light and self.alertmanager.receivers:

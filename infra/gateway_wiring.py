@@ -20,6 +20,7 @@ from components.cluster import SYSTEM_NODE_LABEL
 from components.gateway import LABELS, PORT, Gateway, GatewayArgs
 from components.naming import VLLM_PORT, vllm_headless_host
 from infra.config import PlatformConfig
+from infra.plan import traces_url
 from infra.secrets import Secrets
 from infra.stores_wiring import StoreEndpoints, gateway_store_sections, wire_gateway_stores
 
@@ -82,7 +83,16 @@ def gateway_config(platform: PlatformConfig, team_key_hashes: dict[str, list[str
         "audit": {"path": "-", "include_prompts": gateway.audit_include_prompts},
         "stream_recovery": gateway.stream_recovery,
         **gateway_store_sections(platform),
+        **tracing_block(platform),
     }
+
+
+def tracing_block(platform: PlatformConfig) -> dict[str, Any]:
+    """The gateway's `tracing` section when the stack traces requests; absent otherwise (the gateway's default: off)."""
+    url = traces_url(platform)
+    if url is None:
+        return {}
+    return {"tracing": {"enabled": True, "endpoint": url, "sample_ratio": platform.monitoring.tracing.sample_ratio}}
 
 
 def hash_team_keys(stack: str, teams: list[str], keys: dict[str, Any]) -> dict[str, list[str]]:

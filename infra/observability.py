@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 
 from components.monitoring import AlertReceiver, AutoscaledModel, Monitoring, MonitoringArgs
+from components.tracing import TraceCollectorArgs
 from infra.config import PROJECT, PlatformConfig
 from infra.plan import Plan
 from infra.secrets import Secrets
@@ -33,6 +34,22 @@ def alert_receivers(platform: PlatformConfig, config: pulumi.Config) -> list[Ale
             )
         )
     return receivers
+
+
+def trace_collector_args(platform: PlatformConfig) -> TraceCollectorArgs | None:
+    tracing = platform.monitoring.tracing
+    if not tracing.enabled:
+        return None
+    return TraceCollectorArgs(
+        namespace=MonitoringArgs.namespace,
+        serving_namespace=platform.namespace,
+        backend=tracing.backend,
+        otlp_endpoint=tracing.otlp_endpoint,
+        tempo_retention=tracing.retention,
+        tempo_storage_gib=tracing.storage_gib,
+        storage_class=platform.monitoring.storage_class,
+        light=platform.monitoring.light,
+    )
 
 
 def wire_monitoring(
@@ -74,6 +91,7 @@ def wire_monitoring(
             alert_receivers=alert_receivers(platform, pulumi.Config(PROJECT)),
             alert_repeat_interval=monitoring.alertmanager.repeat_interval,
             **ledger_view(ledger),
+            tracing=trace_collector_args(platform),
         ),
         opts=opts,
     )

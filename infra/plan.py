@@ -14,6 +14,8 @@ from typing import Any
 from components import naming
 from components.alerts import AlertSettings
 from components.gpu_node_group import node_labels
+from components.monitoring import MonitoringArgs
+from components.tracing import collector_traces_url
 from components.vllm_deployment import CPU_STARTUP_BUDGET_SECONDS, VllmServeOptions
 from infra.capacity import CapacityPlan, startup_seconds
 from infra.config import PROJECT, GpuNodeGroupConfig, ModelConfig, PlatformConfig
@@ -121,8 +123,17 @@ def alert_settings(platform: PlatformConfig) -> AlertSettings:
     )
 
 
-def serve_options(model: ModelConfig) -> VllmServeOptions:
+def traces_url(platform: PlatformConfig) -> str | None:
+    """The collector's OTLP/HTTP traces URL when the stack traces requests, else None."""
+    if not platform.monitoring.tracing.enabled:
+        return None
+    # The Monitoring component's namespace: its args' default, which the wiring keeps.
+    return collector_traces_url(MonitoringArgs.namespace)
+
+
+def serve_options(model: ModelConfig, platform: PlatformConfig | None = None) -> VllmServeOptions:
     """The model's `vllm serve` flags, as the component takes them."""
+    tracing = platform.monitoring.tracing if platform is not None else None
     return VllmServeOptions(
         served_model_name=model.name,
         hf_model=model.hf_model,
@@ -137,6 +148,8 @@ def serve_options(model: ModelConfig) -> VllmServeOptions:
         kv_cache_dtype=model.kv_cache_dtype,
         enforce_eager=model.enforce_eager,
         extra_args=tuple(model.extra_args),
+        otlp_traces_endpoint=traces_url(platform) if platform is not None else None,
+        collect_detailed_traces=",".join(tracing.vllm_detailed_traces) if tracing and tracing.enabled else "",
     )
 
 
@@ -169,7 +182,7 @@ def _model_plan(platform: PlatformConfig, groups: dict[str, GroupPlan], model: M
         label, spare = groups[group.name].node_label, groups[group.name].spare_gpus
     return ModelPlan(
         name=model.name,
-        serve=serve_options(model),
+        serve=serve_options(model, platform),
         capacity=capacity,
         node_group_label=label,
         weight_gib=weights,

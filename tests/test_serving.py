@@ -120,6 +120,8 @@ def test_staging_args_written_out() -> None:
         "--disable-access-log-for-endpoints", "/health,/metrics",
         "--host", "0.0.0.0",
         "--port", "8000",
+        # monitoring.tracing.enabled: the collector's OTLP/HTTP traces URL (otel-collector in namespace monitoring).
+        "--otlp-traces-endpoint", "http://otel-collector.monitoring.svc:4318/v1/traces",
     ]  # fmt: skip
 
 

@@ -424,6 +424,44 @@ class LimitStoreConfig(StrictModel):
     )
 
 
+class TracingConfig(StrictModel):
+    """OpenTelemetry spans over OTLP/HTTP (protobuf). Off: the gateway still propagates W3C traceparent to backends."""
+
+    enabled: bool = Field(default=False, description="Export spans (the request, each attempt, the stream).")
+    endpoint: str = Field(
+        default="http://127.0.0.1:4318/v1/traces",
+        pattern=r"^https?://",
+        description="OTLP/HTTP traces URL (http/protobuf), path included, e.g. http://otel-collector:4318/v1/traces.",
+    )
+    service_name: str = Field(default="llm-gateway", min_length=1, description="The spans' service.name resource.")
+    sample_ratio: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="Share of new traces sampled (by trace id); a request with a traceparent follows its sampled flag.",
+    )
+    # The defaults are the OpenTelemetry SDK's BatchSpanProcessor defaults (OTEL_BSP_* in the SDK's environment
+    # variables): opentelemetry-python 1.45 opentelemetry-sdk/src/opentelemetry/sdk/trace/export/__init__.py.
+    max_queue_size: int = Field(
+        default=2048, ge=1, description="Spans held for export at most; beyond it new spans are dropped, not waited on."
+    )
+    max_export_batch_size: int = Field(
+        default=512, ge=1, description="Spans per OTLP request at most; not above max_queue_size."
+    )
+    schedule_delay_s: float = Field(default=5.0, gt=0, le=60, description="Longest wait before a batch is exported.")
+    export_timeout_s: float = Field(default=10.0, gt=0, le=60, description="Timeout of one OTLP export request.")
+
+    @model_validator(mode="after")
+    def _batch_fits_queue(self) -> Self:
+        # The SDK refuses this combination with a ValueError when the processor is built (same source as above).
+        if self.max_export_batch_size > self.max_queue_size:
+            raise ValueError(
+                f"max_export_batch_size {self.max_export_batch_size} exceeds max_queue_size {self.max_queue_size}; "
+                "it must be at most the queue size"
+            )
+        return self
+
+
 class GatewayConfig(StrictModel):
     """Top-level configuration of the LLM gateway."""
 
@@ -448,6 +486,9 @@ class GatewayConfig(StrictModel):
     )
     limit_store: LimitStoreConfig | None = Field(
         default=None, description="Fleet-wide limits on Valkey/Redis; absent means each replica counts alone."
+    )
+    tracing: TracingConfig = Field(
+        default=TracingConfig(), description="OpenTelemetry span export over OTLP; off by default."
     )
 
     @model_validator(mode="after")

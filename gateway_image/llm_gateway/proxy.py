@@ -34,6 +34,7 @@ from .failover import (
 from .routing import Route
 from .runtime import Runtime
 from .sse import SseRelay, error_event
+from .tracing import UNTRACED, Trace
 
 __all__ = ["ENDPOINT_TRIES_PER_BACKEND", "ClientGone", "Exchange", "Forwarder", "RetryableFailure", "StreamBroken"]
 
@@ -60,6 +61,7 @@ class Exchange:
         "status",
         "stream",
         "team",
+        "trace",
         "ttft_s",
     )
 
@@ -83,6 +85,7 @@ class Exchange:
         self.stream = False
         self.key_id: str | None = None  # for the usage ledger: a prefix of the key's SHA-256, never the key
         self.ledger_id: str | None = None  # the ledger's unique id when the client chose the request id
+        self.trace: Trace = UNTRACED  # the server sets the request's own (tracing.py)
 
     def add_usage(self, usage: Any, price: PriceConfig | None = None) -> None:
         """Add one attempt's usage, at its backend's price: a recovered stream bills every attempt."""
@@ -329,7 +332,8 @@ class Forwarder:
         return orjson.dumps({**source, **changes})
 
     def _headers(self, backend: Backend) -> dict[str, str]:
-        return {**backend.headers, "x-request-id": self.exchange.request_id}
+        # traceparent (and tracestate): the current attempt's, set when its span began (tracing.py).
+        return {**backend.headers, "x-request-id": self.exchange.request_id, **self.exchange.trace.outgoing}
 
     def _timed_out(self) -> bool:
         return self.loop.time() >= self.deadline
@@ -379,6 +383,10 @@ class Forwarder:
         return response
 
     async def _plain(self, backend: Backend, endpoint: Endpoint) -> web.Response:
+        with self.exchange.trace.attempt(backend, endpoint):
+            return await self._plain_attempt(backend, endpoint)
+
+    async def _plain_attempt(self, backend: Backend, endpoint: Endpoint) -> web.Response:
         url = endpoint.base_url + self.path
         endpoint.outstanding += 1
         # A plain answer arrives whole: its first byte is its last, so the first-token limit bounds the attempt.
@@ -484,6 +492,7 @@ class Forwarder:
         self.response = response
         self.exchange.status = 200
         self.exchange.ttft_s = time.perf_counter() - self.exchange.started
+        self.exchange.trace.first_token()
         return response
 
     async def _send(self, data: bytes) -> None:
@@ -498,6 +507,12 @@ class Forwarder:
             raise ClientGone from exc
 
     async def _relay(
+        self, backend: Backend, endpoint: Endpoint, payload: bytes, relay: SseRelay
+    ) -> web.Response | None:
+        with self.exchange.trace.attempt(backend, endpoint):
+            return await self._relay_attempt(backend, endpoint, payload, relay)
+
+    async def _relay_attempt(
         self, backend: Backend, endpoint: Endpoint, payload: bytes, relay: SseRelay
     ) -> web.Response | None:
         """Relay one upstream stream to the client.

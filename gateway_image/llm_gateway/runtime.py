@@ -21,6 +21,7 @@ from .health import check_endpoints_forever, refresh_endpoints, refresh_endpoint
 from .metrics import Metrics
 from .routing import Alias, Route
 from .shared_limits import MonthToDate, SharedLimits
+from .tracing import build_tracing
 
 
 class Runtime:
@@ -42,6 +43,7 @@ class Runtime:
         self.shared_limits: SharedLimits | None = None
         if config.limit_store is not None:
             self.shared_limits = SharedLimits(config.limit_store, config.teams, metrics, ledger, month_to_date)
+        self.tracing = build_tracing(config.tracing)
         self.in_flight = 0
         self._tasks: list[asyncio.Task[None]] = []
         public = [*self.routes, *self.aliases]
@@ -94,3 +96,4 @@ class Runtime:
         if self.shared_limits is not None:
             await self.shared_limits.close()
         self.audit.close()
+        await self.tracing.close()

@@ -156,6 +156,7 @@ class Gateway:
     async def _proxy(self, request: web.Request, path: str, content_key: str) -> web.StreamResponse:
         runtime = self.runtime  # this request finishes on this config even if a reload happens meanwhile
         exchange = Exchange(_request_id(request), time.perf_counter())
+        exchange.trace = runtime.tracing.start(request.headers, exchange, path)
         runtime.in_flight += 1
         self.in_flight += 1
         body: dict[str, Any] | None = None
@@ -227,6 +228,7 @@ class Gateway:
     def _finish(self, runtime: Runtime, exchange: Exchange, body: dict[str, Any] | None) -> None:
         """Account, count and audit one finished request."""
         latency = time.perf_counter() - exchange.started
+        exchange.trace.finish()
         series = self.metrics.series(exchange.team, exchange.model, exchange.backend)
         status = exchange.status
         series.requests(status).inc()

@@ -9,19 +9,41 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from otlp_receiver import OtlpReceiver
 
-from conftest import Harness, backend, client
+from conftest import KEY, Harness, LoopThread, backend, client
 
 pytestmark = [pytest.mark.vllm, pytest.mark.network]
 
 
 @pytest.fixture(scope="module")
-def vllm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def otlp(servers: LoopThread) -> Iterator[OtlpReceiver]:
+    receiver = OtlpReceiver()
+    servers.run(receiver.start())
+    yield receiver
+    servers.run(receiver.stop())
+
+
+@pytest.fixture(scope="module")
+def vllm(tmp_path_factory: pytest.TempPathFactory, otlp: OtlpReceiver) -> Iterator[Any]:
     pytest.importorskip("vllm", reason="needs the vLLM CPU build")
     harness = pytest.importorskip("tests.vllm_server", reason="needs the project's vLLM test harness")
-    with harness.running_vllm(tmp_path_factory.mktemp("vllm")) as server:
-        yield server
+    serve_args, serve_env = harness.local_serve_args, harness.local_serve_env
+    with pytest.MonkeyPatch.context() as patch:
+        # Tracing as the traced stacks start vLLM (components/vllm_deployment.py tracing_args, tracing_env), to the
+        # test's receiver; batches every 0.1 s (OTEL_BSP_SCHEDULE_DELAY, ms) instead of the SDK's 5 s. vLLM records
+        # only what the gateway sampled (its ParentBased default): the other tests here send no sampled trace.
+        patch.setattr(
+            harness, "local_serve_args", lambda *a: [*serve_args(*a), "--otlp-traces-endpoint", otlp.endpoint]
+        )
+        tracing_env = {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf", "OTEL_SERVICE_NAME": "vllm"}
+        patch.setattr(
+            harness, "local_serve_env", lambda *a: {**serve_env(*a), **tracing_env, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+        )
+        with harness.running_vllm(tmp_path_factory.mktemp("vllm")) as server:
+            yield server
 
 
 def vllm_backend(server: Any) -> dict[str, Any]:
@@ -81,3 +103,32 @@ def test_stream_recovery_continues_on_real_vllm(harness: Harness, vllm: Any, mon
     # vLLM counted the partial answer as prompt and generated the rest within the client's limit (10 - 3); the
     # audit bills what the client received from both attempts (issue 16): 3 words from the cutter + 7 from vLLM.
     assert audit["completion_tokens"] == 3 + 7
+
+
+def test_one_trace_id_from_the_client_through_the_gateway_to_vllms_own_span(
+    harness: Harness, vllm: Any, otlp: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GATEWAY_TEST_VLLM_KEY", vllm.api_key)
+    config: dict[str, Any] = {
+        "backends": [vllm_backend(vllm)],
+        "routes": [{"model": "tiny", "targets": [{"backend": "vllm"}]}],
+        "tracing": {"enabled": True, "endpoint": otlp.endpoint, "service_name": "llm-gateway", "schedule_delay_s": 0.1},
+    }
+    _, url = harness.gateway(config)
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"  # W3C Trace Context's example ids
+    traceparent = f"00-{trace_id}-00f067aa0ba902b7-01"
+    reply = httpx.post(
+        url + "/v1/chat/completions",
+        json={"model": "tiny", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4},
+        headers={"Authorization": f"Bearer {KEY}", "traceparent": traceparent},
+        timeout=60,
+    )
+    assert reply.status_code == 200
+    # The gateway's server and attempt spans, and vLLM's llm_request span (vllm/v1/engine/output_processor.py).
+    spans = otlp.wait_for_trace(trace_id, 3)
+    by_service = {service: [s for s in spans if s.service == service] for service in ("llm-gateway", "vllm")}
+    (attempt,) = [span for span in by_service["llm-gateway"] if span.kind == 3]
+    (engine,) = by_service["vllm"]
+    # vLLM's span is a child of the gateway's attempt: one trace from the client to the model server.
+    assert engine.parent_span_id == attempt.span_id
+    assert engine.attributes["gen_ai.usage.completion_tokens"] == 4
