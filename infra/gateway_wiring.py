@@ -20,6 +20,7 @@ from components.cluster import SYSTEM_NODE_LABEL
 from components.gateway import PORT, Gateway, GatewayArgs
 from components.naming import VLLM_PORT, vllm_headless_host
 from infra.config import PlatformConfig
+from infra.elastic import wake_config
 from infra.secrets import Secrets
 
 # The build context of the gateway image, relative to the working directory: `pulumi up` runs in the project root,
@@ -46,6 +47,8 @@ def gateway_config(platform: PlatformConfig, team_key_hashes: dict[str, list[str
             # The same limit vLLM is started with: a prompt clearly longer goes to the route's context_fallbacks
             # before any attempt, instead of costing a 400 from vLLM first.
             "max_model_len": model.max_model_len,
+            # A model that may sit at zero replicas: the gateway holds its requests while it wakes (infra/elastic.py).
+            **wake_config(platform, model),
         }
         for model in platform.models
     ]
