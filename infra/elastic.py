@@ -62,7 +62,12 @@ def wake_deadline_s(platform: PlatformConfig, model: ModelConfig) -> float | Non
 
 def wake_config(platform: PlatformConfig, model: ModelConfig) -> dict[str, Any]:
     """The `wake` block of the model's backend in the gateway config (its WakeConfig), or nothing."""
-    deadline = wake_deadline_s(platform, model)
+    try:
+        deadline = wake_deadline_s(platform, model)
+    except KeyError:
+        # An instance type or catalog key the planner does not know: infra/semantics.py reports it by its key; the
+        # gateway's own checks of the rendered config still run meanwhile, with the longest deadline.
+        deadline = float(MAX_WAKE_DEADLINE_S)
     return {} if deadline is None else {"wake": {"deadline_s": deadline}}
 
 
