@@ -12,6 +12,7 @@ The controller's role is granted through EKS Pod Identity; the node role gets an
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -57,8 +58,13 @@ class _CloudFormationLoader(yaml.SafeLoader):
     """Reads the template's short-form intrinsics as plain values (`!Sub "x"` -> "x", `!GetAtt A.B` -> "A.B")."""
 
 
+def _intrinsic(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+    assert isinstance(node, yaml.ScalarNode), f"{CLOUDFORMATION_FILE.name}: a long-form intrinsic at {node.start_mark}"
+    return str(loader.construct_scalar(node))
+
+
 for _tag in ("!Sub", "!GetAtt", "!Ref"):
-    _CloudFormationLoader.add_constructor(_tag, lambda loader, node: loader.construct_scalar(node))
+    _CloudFormationLoader.add_constructor(_tag, _intrinsic)
 
 
 @cache
@@ -101,6 +107,10 @@ def queue_policy(queue_arn: str) -> str:
     return json.dumps(
         json.loads(json.dumps(document).replace('"KarpenterInterruptionQueue.Arn"', json.dumps(queue_arn)))
     )
+
+
+def _filled_policy(name: str, values: dict[str, str]) -> str:
+    return controller_policy(name, values)
 
 
 @dataclass(frozen=True)
@@ -216,7 +226,7 @@ class Karpenter(pulumi.ComponentResource):
         )
         partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(provider=args.aws_provider)).partition
         account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(provider=args.aws_provider)).account_id
-        values = pulumi.Output.all(partition, account, node.arn, queue.arn).apply(
+        values: pulumi.Output[dict[str, str]] = pulumi.Output.all(partition, account, node.arn, queue.arn).apply(
             lambda parts: {
                 "AWS::Partition": parts[0],
                 "AWS::Region": args.region,
@@ -233,7 +243,7 @@ class Karpenter(pulumi.ComponentResource):
                 f"{name}-{slug}",
                 name=f"{name}-{slug}",
                 description=f"Karpenter {CHART_VERSION} {policy_name} (upstream getting-started CloudFormation)",
-                policy=values.apply(lambda filled, policy_name=policy_name: controller_policy(policy_name, filled)),
+                policy=values.apply(functools.partial(_filled_policy, policy_name)),
                 tags=args.tags,
                 opts=on_aws,
             )
