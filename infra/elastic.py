@@ -143,6 +143,16 @@ def _base_hourly_usd(platform: PlatformConfig) -> float:
     return nodes + control_plane_usd_per_hour(platform.cluster.kubernetes_version, utc_today())
 
 
+def idle_gpu_nodes(platform: PlatformConfig) -> int:
+    """GPU nodes that run whatever the load: managed groups' minimum, and the Karpenter nodes the models' minimum
+    replicas need (the GpuNodesBelowMinimum alert's floor)."""
+    total = 0
+    for group in platform.gpu_node_groups:
+        placed = [model for model in platform.models if model.node_group == group.name]
+        total += _nodes_for(group, sum(min_replicas(platform, model) * model.gpus for model in placed))
+    return total
+
+
 def scale_cost(platform: PlatformConfig, bounds: Mapping[str, tuple[int, int]]) -> dict[str, Any]:
     """Idle (every model at its minimum; Karpenter pools hold only the nodes those replicas need, none at zero) and
     full scale (every model at its maximum) $/month, both with the system nodes and control plane.

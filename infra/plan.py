@@ -17,7 +17,7 @@ from components.gpu_node_group import node_labels
 from components.vllm_deployment import CPU_STARTUP_BUDGET_SECONDS, VllmServeOptions
 from infra.capacity import CapacityPlan, startup_seconds
 from infra.config import PROJECT, GpuNodeGroupConfig, ModelConfig, PlatformConfig
-from infra.elastic import min_replicas, scale_cost, scaling_outputs
+from infra.elastic import idle_gpu_nodes, min_replicas, scale_cost, scaling_outputs
 from infra.instances import InstanceType
 from infra.models import quantization_flag
 from infra.planning import capacity_outputs, cost_outputs, node_group_of, plan_for, weight_gib
@@ -120,7 +120,8 @@ def alert_settings(platform: PlatformConfig) -> AlertSettings:
         fallback_ratio=thresholds.fallback_ratio,
         team_budget_ratio=thresholds.team_budget_ratio,
         pod_not_ready_minutes=thresholds.pod_not_ready_minutes,
-        min_gpu_nodes=sum(group.scaling.min_size for group in platform.gpu_node_groups),
+        # A Karpenter pool has no minimum of its own: its floor is what the models' minimum replicas need.
+        min_gpu_nodes=idle_gpu_nodes(platform),
     )
 
 
