@@ -6,6 +6,7 @@ Karpenter template and docs (cited), and from figures worked by hand in the comm
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from typing import Any
@@ -75,7 +76,7 @@ def test_each_karpenter_group_is_a_node_pool_and_node_class_with_its_types_limit
 
 
 def test_the_gpu_limits_by_hand() -> None:
-    # dev: 1 x g5.xlarge (1 GPU); staging: 2 x g6e.xlarge (the cap; its model uses one); prod's gpu-l40s: 4 x g6e.xlarge.
+    # dev: 1 x g5.xlarge (1 GPU); staging: 2 x g6e.xlarge (the cap; its model uses 1); prod's gpu-l40s: 4 x g6e.xlarge.
     assert _objects("dev", "NodePool")["llm-serving-dev-gpu-a10g"]["spec"]["limits"] == {"nvidia.com/gpu": 1}
     assert _objects("staging", "NodePool")["llm-serving-staging-gpu-l40s"]["spec"]["limits"] == {"nvidia.com/gpu": 2}
     assert _objects("prod", "NodePool")["llm-serving-prod-gpu-l40s"]["spec"]["limits"] == {"nvidia.com/gpu": 4}
@@ -248,3 +249,17 @@ def test_idle_and_full_scale_cost_by_hand() -> None:
     # At zero the idle stack pays no GPU: idle equals the estimate at the (zero) desired GPU nodes.
     assert dev["idle_monthly_usd"] == dev["estimated_monthly_usd"]
     assert "monthly cost idle" in render.summary(rendered("dev"))
+
+
+def test_a_pool_may_launch_only_types_the_planner_checked() -> None:
+    # The pool launches any of its types, so they must share the GPU model and count the planner sized vLLM for.
+    from infra.config import ConfigError
+    from infra.validation import parse_platform
+
+    platform = copy.deepcopy(render.read_stack_file("staging")[PLATFORM_KEY])
+    platform["gpu_node_groups"][0]["instance_types"] = ["g6e.xlarge", "g5.xlarge"]
+    with pytest.raises(ConfigError) as caught:
+        parse_platform("staging", platform)
+    assert any(
+        "gpu_node_groups[0].instance_types" in line and "mixes GPU shapes" in line for line in caught.value.problems
+    )
