@@ -263,3 +263,66 @@ def test_a_pool_may_launch_only_types_the_planner_checked() -> None:
     assert any(
         "gpu_node_groups[0].instance_types" in line and "mixes GPU shapes" in line for line in caught.value.problems
     )
+
+
+def _alone(construct: Any, component_type: str) -> dict[tuple[str, str], dict[str, Any]]:
+    result = render.record(construct, stack="alone")
+    (component,) = [record for record in result.resources if record.type == component_type]
+    return {(r.type, r.name): r.inputs for r in result.resources if r.parent == component.urn}
+
+
+def test_karpenter_and_a_pool_alone() -> None:
+    import pulumi
+    import pulumi_aws as aws
+    import pulumi_kubernetes as k8s
+
+    from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
+    from components.karpenter import Karpenter, KarpenterArgs
+
+    def karpenter() -> None:
+        args = KarpenterArgs(
+            cluster_name="c",
+            region="eu-west-1",
+            cluster_name_output="c",
+            cluster_security_group_id="sg-0123456789abcdef0",
+            aws_provider=aws.Provider("aws", region="eu-west-1"),
+            kubernetes_provider=k8s.Provider("k8s", kubeconfig="{}"),
+            existing_subnet_ids=["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"],
+        )
+        Karpenter("k", args)
+
+    objects = _alone(karpenter, "llm-serving:index:Karpenter")
+    # An existing VPC's subnets and the cluster security group get the discovery tag.
+    tags = sorted(inputs["resourceId"] for (kind, _), inputs in objects.items() if kind == "aws:ec2/tag:Tag")
+    assert tags == ["sg-0123456789abcdef0", "subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
+    assert objects[("aws:sqs/queue:Queue", "k-interruption-queue")]["name"] == "c"
+    # The template's region variable is filled with the component's region, never the stacks' us-east-1.
+    lifecycle = objects[("aws:iam/policy:Policy", "k-node-lifecycle-policy")]["policy"]
+    assert "arn:aws:ec2:eu-west-1::image/*" in lifecycle and "us-east-1" not in lifecycle
+
+    def pool() -> None:
+        args = GpuNodePoolArgs(
+            node_group_label="c-gpu",
+            cluster_name="c",
+            node_role_name="c-node-role",
+            instance_types=["g6e.12xlarge"],
+            capacity_type="ON_DEMAND",
+            gpu_model="L40S",
+            max_nodes=3,
+            gpus_per_node=4,
+            disk_size_gib=200,
+        )
+        GpuNodePool("p", args, opts=pulumi.ResourceOptions(provider=k8s.Provider("k8s", kubeconfig="{}")))
+
+    objects = _alone(pool, "llm-serving:index:GpuNodePool")
+    spec = objects[("kubernetes:karpenter.sh/v1:NodePool", "p-node-pool")]["spec"]
+    # 3 nodes x 4 GPUs.
+    assert spec["limits"] == {"nvidia.com/gpu": 12}
+    node_class = objects[("kubernetes:karpenter.k8s.aws/v1:EC2NodeClass", "p-node-class")]["spec"]
+    # No provisioned figures given: gp3's baseline (nothing set), 200 GiB.
+    assert node_class["blockDeviceMappings"][0]["ebs"] == {
+        "volumeSize": "200Gi",
+        "volumeType": "gp3",
+        "encrypted": True,
+        "deleteOnTermination": True,
+    }
