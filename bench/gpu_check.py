@@ -159,7 +159,8 @@ def variant_config(stack: str, cases: tuple[Case, ...], instance_type: str | Non
     node_group = None
     if instance_type is not None:
         node_group = "gpu-check"
-        scaling = {"min_size": 0, "desired_size": 1, "max_size": 1}
+        # A Karpenter pool (the default provisioner): no fixed size, one node at most.
+        scaling = {"min_size": 0, "desired_size": 0, "max_size": 1}
         group = {"name": node_group, "instance_types": [instance_type], "capacity_type": "ON_DEMAND"}
         platform["gpu_node_groups"] = [group | {"scaling": scaling}]
     platform["models"] = [_model_block(case, arch, catalog, node_group) for case in cases]

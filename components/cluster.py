@@ -118,6 +118,8 @@ class Cluster(pulumi.ComponentResource):
     cluster_security_group_id: pulumi.Output[str]
     provider: k8s.Provider
     storage_class: k8s.storage.v1.StorageClass
+    # The security group EKS creates for the control plane and its managed nodes (Karpenter's nodes join it too).
+    security_group_id: pulumi.Output[str]
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("llm-serving:index:Cluster", name, None, opts)
@@ -138,6 +140,7 @@ class Cluster(pulumi.ComponentResource):
 
         self.cluster_name = cluster.name
         self.endpoint = cluster.endpoint
+        self.security_group_id = cluster.vpc_config.apply(lambda config: config.cluster_security_group_id or "")
         self.oidc_provider_arn = oidc.arn
         self.oidc_issuer = issuer
         self.cluster_security_group_id = cluster.vpc_config.apply(lambda config: config.cluster_security_group_id or "")

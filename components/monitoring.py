@@ -58,6 +58,10 @@ class AutoscaledModel:
     min_replicas: int
     max_replicas: int
     target_waiting_requests: float
+    # A model at min_replicas 0: seconds without a request waiting or running before KEDA scales it to zero.
+    idle_seconds: int = 900
+    # Sequences one replica runs at once (vLLM's --max-num-seqs): the target of the in-use trigger.
+    max_num_seqs: int = 64
 
 
 # Alertmanager reads receiver URLs and keys from files of this Secret (alertmanagerSpec.secrets mounts each listed
@@ -400,6 +404,19 @@ def dcgm_service_monitor_spec(namespace: str, interval: str) -> dict[str, Any]:
 
 def scaled_object(model: AutoscaledModel, serving_namespace: str, monitoring_namespace: str) -> dict[str, Any]:
     query = f'sum(vllm:num_requests_waiting{{namespace="{serving_namespace}", model="{model.name}"}})'
+    if model.min_replicas == 0:
+        return scale_to_zero(
+            _scaled_object(model, query + " or vector(0)", monitoring_namespace, serving_namespace),
+            model,
+            serving_namespace,
+            monitoring_namespace,
+        )
+    return _scaled_object(model, query, monitoring_namespace, serving_namespace)
+
+
+def _scaled_object(
+    model: AutoscaledModel, query: str, monitoring_namespace: str, serving_namespace: str
+) -> dict[str, Any]:
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
@@ -441,6 +458,57 @@ def scaled_object(model: AutoscaledModel, serving_namespace: str, monitoring_nam
             ],
         },
     }
+
+
+def scale_to_zero(
+    obj: dict[str, Any], model: AutoscaledModel, serving_namespace: str, monitoring_namespace: str
+) -> dict[str, Any]:
+    """A model that may sit at zero replicas: woken by the gateway's count of requests held for it, kept while any
+    request waits or runs, and scaled to zero after `idle_seconds` of neither.
+
+    KEDA activates a scaled-to-zero target (0 -> 1) when any trigger's value exceeds its `activationThreshold`, and
+    scales it back to 0 once no trigger has been active for `cooldownPeriod` seconds; between 1 and the maximum the
+    HPA scales on `threshold` (https://keda.sh/docs/2.17/reference/scaledobject-spec/ cooldownPeriod,
+    https://keda.sh/docs/2.17/concepts/scaling-deployments/ "Activating and Scaling thresholds"). At zero the vLLM
+    series are gone, so each vLLM query ends in `or vector(0)`: with ignoreNullValues false an empty answer is a
+    scaler error, not an idle model.
+    """
+    server = f"http://{PROMETHEUS_SERVICE}.{monitoring_namespace}.svc:9090"
+    selector = f'namespace="{serving_namespace}"'
+    extra = [
+        # The gateway's activator holds requests for a model with no ready endpoint and counts them here
+        # (`llm_gateway_requests_waiting{backend}`, the backend being the model's name): the wake signal.
+        (
+            "gateway-waiting",
+            f'sum(llm_gateway_requests_waiting{{{selector}, backend="{model.name}"}}) or vector(0)',
+            model.target_waiting_requests,
+        ),
+        # Requests running in vLLM: a model busy with requests that never queue must not count as idle.
+        (
+            "in-use",
+            f'sum(vllm:num_requests_running{{{selector}, model="{model.name}"}}) or vector(0)',
+            model.max_num_seqs,
+        ),
+    ]
+    spec = obj["spec"]
+    spec["cooldownPeriod"] = model.idle_seconds
+    spec["triggers"][0]["name"] = "vllm-waiting"
+    for name, query, threshold in extra:
+        spec["triggers"].append(
+            {
+                "type": "prometheus",
+                "name": name,
+                "metricType": "AverageValue",
+                "metadata": {
+                    "serverAddress": server,
+                    "query": query,
+                    "threshold": f"{threshold:g}",
+                    "activationThreshold": "0",
+                    "ignoreNullValues": "false",
+                },
+            }
+        )
+    return obj
 
 
 class Monitoring(pulumi.ComponentResource):

@@ -65,6 +65,8 @@ def subnet_tags(args: NetworkArgs, subnet_name: str, tier: str) -> dict[str, str
         f"kubernetes.io/cluster/{args.cluster_name}": "shared",
         "Name": subnet_name,
         role: "1",
+        # Karpenter's EC2NodeClasses select the node subnets by this tag (components/karpenter.py DISCOVERY_TAG).
+        **({"karpenter.sh/discovery": args.cluster_name} if tier == "private" else {}),
     }
 
 

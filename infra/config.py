@@ -249,6 +249,18 @@ class GpuNodeGroupConfig(Strict):
         description="GPU instance types from the catalog; all with the same GPU model and count.",
     )
     capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
+    provisioner: Literal["karpenter", "managed"] = Field(
+        default="karpenter",
+        description="karpenter: a NodePool + EC2NodeClass; nodes follow the pods, down to none (scaling.min_size and "
+        "desired_size must be 0, max_size caps the GPUs). managed: an EKS managed node group of a fixed size range "
+        "(for capacity reservations or nodes that must always run). See docs/scaling.md.",
+    )
+    ami_alias: str = Field(
+        default="al2023@latest",
+        pattern=r"^al2023@(latest|v[0-9]{8})$",
+        description="Karpenter pools: the EKS-optimized AL2023 AMI (Karpenter picks the NVIDIA variant for GPU "
+        "types); `al2023@latest` follows new AMIs (nodes drift and are replaced), `al2023@v20251120` pins one.",
+    )
     scaling: Scaling
     disk_size_gib: int | None = Field(
         default=None,
@@ -280,6 +292,23 @@ class ModelAutoscalingConfig(Strict):
     max_replicas: int = Field(ge=1, le=64)
     target_waiting_requests: float = Field(
         default=4.0, gt=0, description="Requests waiting per replica that trigger a scale-up."
+    )
+    min_replicas: int | None = Field(
+        default=None,
+        ge=0,
+        le=64,
+        description="Fewest replicas; 0 = scale to zero when idle (the gateway holds requests while it wakes). "
+        "Default: 0 in dev and staging, the model's `replicas` elsewhere.",
+    )
+    idle_minutes: int = Field(
+        default=15, ge=1, le=1440, description="Minutes with no request before a model at min_replicas 0 goes to zero."
+    )
+    wake_deadline_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=3600,
+        description="How long the gateway holds a request while the model wakes from zero; must cover the planned "
+        "cold start (node launch + image pull + weight load). Default: the cold start estimate.",
     )
 
 

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pulumi
 
 from components.cluster import SYSTEM_NODE_LABEL
@@ -39,9 +41,10 @@ def wire_aws_controllers(
     aws_provider: pulumi.ProviderResource,
     kubernetes_provider: pulumi.ProviderResource,
     tags: dict[str, str],
+    on_addons: Callable[[pulumi.Resource], None] | None = None,
 ) -> list[pulumi.Resource]:
     """EKS add-ons and, where the gateway is exposed, the Load Balancer Controller; returns what the gateway's
-    load balancer objects must wait for."""
+    load balancer objects must wait for. `on_addons` wires what else needs the add-ons first (Karpenter)."""
     assert platform.cluster is not None and platform.aws is not None
     # After the whole cluster component (its system nodes included): CoreDNS only becomes ACTIVE with nodes to run on.
     addons = ClusterAddons(
@@ -51,6 +54,8 @@ def wire_aws_controllers(
         ),
         opts=pulumi.ResourceOptions(providers=[aws_provider], depends_on=[cluster]),
     )
+    if on_addons is not None:
+        on_addons(addons)
     if not needs_load_balancer_controller(platform):
         return []
     controller = LoadBalancerController(

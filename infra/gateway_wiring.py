@@ -20,6 +20,7 @@ from components.cluster import SYSTEM_NODE_LABEL
 from components.gateway import LABELS, PORT, Gateway, GatewayArgs
 from components.naming import VLLM_PORT, vllm_headless_host
 from infra.config import PlatformConfig
+from infra.elastic import wake_config
 from infra.plan import traces_url
 from infra.secrets import Secrets
 from infra.stores_wiring import StoreEndpoints, gateway_store_sections, wire_gateway_stores
@@ -50,6 +51,8 @@ def gateway_config(platform: PlatformConfig, team_key_hashes: dict[str, list[str
             "max_model_len": model.max_model_len,
             # Only what the stack sets (none: the gateway's default, least_outstanding), as for aliases below.
             **({"balancing": model.balancing.model_dump(mode="json", exclude_unset=True)} if model.balancing else {}),
+            # A model that may sit at zero replicas: the gateway holds its requests while it wakes (infra/elastic.py).
+            **wake_config(platform, model),
         }
         for model in platform.models
     ]

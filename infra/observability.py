@@ -73,7 +73,16 @@ def wire_monitoring(
     for model, model_plan in zip(platform.models, plan.models, strict=True):
         if model.autoscaling is not None and model_plan.replica_bounds is not None:
             low, high = model_plan.replica_bounds
-            autoscaled.append(AutoscaledModel(model.name, low, high, model.autoscaling.target_waiting_requests))
+            autoscaled.append(
+                AutoscaledModel(
+                    model.name,
+                    low,
+                    high,
+                    model.autoscaling.target_waiting_requests,
+                    idle_seconds=model.autoscaling.idle_minutes * 60,
+                    max_num_seqs=model.max_num_seqs,
+                )
+            )
     component = Monitoring(
         "monitoring",
         MonitoringArgs(

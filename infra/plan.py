@@ -19,6 +19,7 @@ from components.tracing import collector_traces_url
 from components.vllm_deployment import CPU_STARTUP_BUDGET_SECONDS, VllmServeOptions
 from infra.capacity import CapacityPlan, startup_seconds
 from infra.config import PROJECT, GpuNodeGroupConfig, ModelConfig, PlatformConfig
+from infra.elastic import idle_gpu_nodes, min_replicas, scale_cost, scaling_outputs
 from infra.instances import InstanceType
 from infra.models import quantization_flag
 from infra.planning import capacity_outputs, cost_outputs, node_group_of, plan_for, weight_gib
@@ -80,6 +81,8 @@ class Plan:
     # Stack outputs `capacity` (per GPU model) and `cost` (monthly estimate), as `render` prints them.
     capacity: Mapping[str, Mapping[str, Any]]
     cost: Mapping[str, Any]
+    # Stack output `scaling`: per model, min/max replicas, cold start estimate and wake deadline (infra/elastic.py).
+    scaling: Mapping[str, Mapping[str, Any]]
 
     def group(self, name: str) -> GroupPlan:
         return next(group for group in self.groups if group.name == name)
@@ -103,7 +106,7 @@ def replica_bounds(platform: PlatformConfig, model: ModelConfig) -> tuple[int, i
         )
         ceiling = min(ceiling, (gpus - taken) // model.gpus)
     # The validated config guarantees the node group holds every model's `replicas`; never ask for max < min.
-    return model.replicas, max(model.replicas, ceiling)
+    return min_replicas(platform, model), max(model.replicas, ceiling)
 
 
 def alert_settings(platform: PlatformConfig) -> AlertSettings:
@@ -119,7 +122,8 @@ def alert_settings(platform: PlatformConfig) -> AlertSettings:
         fallback_ratio=thresholds.fallback_ratio,
         team_budget_ratio=thresholds.team_budget_ratio,
         pod_not_ready_minutes=thresholds.pod_not_ready_minutes,
-        min_gpu_nodes=sum(group.scaling.min_size for group in platform.gpu_node_groups),
+        # A Karpenter pool has no minimum of its own: its floor is what the models' minimum replicas need.
+        min_gpu_nodes=idle_gpu_nodes(platform),
     )
 
 
@@ -201,6 +205,10 @@ def plan_platform(platform: PlatformConfig) -> Plan:
     """Every derived fact of a validated config, once."""
     cluster = naming.cluster_name(PROJECT, platform.environment)
     groups = {group.name: _group_plan(platform, cluster, group) for group in platform.gpu_node_groups}
+    bounds = {
+        model.name: replica_bounds(platform, model) if model.autoscaling else (model.replicas, model.replicas)
+        for model in platform.models
+    }
     return Plan(
         environment=platform.environment,
         namespace=platform.namespace,
@@ -209,5 +217,6 @@ def plan_platform(platform: PlatformConfig) -> Plan:
         models=tuple(_model_plan(platform, groups, model) for model in platform.models),
         alerts=alert_settings(platform),
         capacity=capacity_outputs(platform),
-        cost=cost_outputs(platform),
+        cost={**cost_outputs(platform), **scale_cost(platform, bounds)},
+        scaling=scaling_outputs(platform, bounds),
     )

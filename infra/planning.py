@@ -96,16 +96,22 @@ def capacity_outputs(platform: PlatformConfig) -> dict[str, dict[str, Any]]:
 
 
 def cost_outputs(platform: PlatformConfig) -> dict[str, Any]:
-    """Monthly estimate at the node groups' desired sizes (what runs when the platform idles), on-demand list
-    prices, spot at the catalog's assumed discount."""
+    """Monthly estimate of what runs at rest (managed groups at their desired size, Karpenter pools at what the
+    models' minimum replicas need, the managed stores), on-demand list prices, spot at the catalog's discount."""
     from infra.eks_versions import control_plane_usd_per_hour, support_phase, utc_today
+    from infra.elastic import resting_nodes  # elastic.py imports this module
 
     gpus: Counter[str] = Counter()
     hourly = 0.0
     control_plane: dict[str, Any] = {}
     for group in platform.gpu_node_groups:
         shape = lookup(group.instance_types[0])
-        nodes = max(group.scaling.desired_size, group.scaling.min_size)
+        # A Karpenter pool has no desired size: the nodes the models' minimum replicas need (infra/elastic.py).
+        nodes = (
+            resting_nodes(platform, group)
+            if group.provisioner == "karpenter"
+            else max(group.scaling.desired_size, group.scaling.min_size)
+        )
         gpus[str(shape.gpu_model)] += nodes * shape.gpu_count
         price = shape.on_demand_usd_per_hour * (1 - SPOT_DISCOUNT if group.capacity_type == "SPOT" else 1)
         hourly += nodes * price
@@ -130,7 +136,7 @@ def cost_outputs(platform: PlatformConfig) -> dict[str, Any]:
         **({"stores": stores} if stores else {}),
         "estimated_hourly_usd": round(hourly, 2),
         "estimated_monthly_usd": round(hourly * HOURS_PER_MONTH, 0),
-        "basis": "desired node counts x us-east-1 on-demand list price (spot at catalog discount) + EKS fee"
+        "basis": "resting node counts (managed: desired; Karpenter: what the minimum replicas need) x us-east-1 on-demand list price (spot at catalog discount) + EKS fee"
         + (" + RDS/ElastiCache" if stores else "")
         + "; excludes NAT, EBS, traffic",
     }

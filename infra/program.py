@@ -85,6 +85,7 @@ def build(platform: PlatformConfig, secrets: Secrets) -> dict[str, object]:
         "environment": plan.environment,
         "capacity": dict(plan.capacity),
         "cost": dict(plan.cost),
+        "scaling": {name: dict(figures) for name, figures in plan.scaling.items()},
     }
     tags = {"project": PROJECT, "environment": platform.environment}
     workload_dependencies: list[pulumi.Resource] = []
@@ -135,6 +136,7 @@ def _aws(
     from components.gpu_node_group import GpuNodeGroup
     from components.network import Network
     from infra.controllers import wire_aws_controllers
+    from infra.karpenter_wiring import wire_karpenter_pools
     from infra.stores_wiring import wire_aws_stores
 
     assert platform.aws is not None
@@ -147,12 +149,27 @@ def _aws(
     # plugin exist: their await would run out while nothing can schedule.
     workload_dependencies.append(cluster.storage_class)
     for group, group_plan in zip(platform.gpu_node_groups, plan.groups, strict=True):
+        if group.provisioner != "managed":
+            continue
         gpu_group = GpuNodeGroup(
             group_plan.component_name, _gpu_node_group_args(group, group_plan, cluster, network, tags), opts=opts
         )
         workload_dependencies.append(gpu_group.node_group)
+
+    def karpenter(addons: pulumi.Resource) -> None:
+        # Karpenter's controller gets its AWS credentials from the Pod Identity agent add-on.
+        workload_dependencies.extend(wire_karpenter_pools(platform, plan, cluster, provider, tags, after=[addons]))
+
     exposure_dependencies += wire_aws_controllers(
-        platform, cluster_name, cluster, cluster.cluster_name, network.vpc_id, provider, cluster.provider, tags
+        platform,
+        cluster_name,
+        cluster,
+        cluster.cluster_name,
+        network.vpc_id,
+        provider,
+        cluster.provider,
+        tags,
+        karpenter,
     )
     managed = wire_aws_stores(platform, secrets, network, cluster, provider, tags)
     store_endpoints.postgres_host, store_endpoints.valkey_host = managed.postgres_host, managed.valkey_host

@@ -283,6 +283,18 @@ def summary(result: RenderResult) -> str:
             lines.append(
                 "stores per month: " + ", ".join(f"{key}=${value:,.2f}" for key, value in sorted(stores.items()))
             )
+        if "idle_monthly_usd" in cost:
+            lines.append(
+                f"monthly cost idle: ${cost['idle_monthly_usd']:,.0f} (models at their minimum, empty Karpenter "
+                f"nodes gone); at full scale: ${cost['full_scale_monthly_usd']:,.0f} (models at their maximum)"
+            )
+    scaling = result.outputs.get("scaling", {})
+    if isinstance(scaling, dict):
+        for model, figures in sorted(scaling.items()):
+            if isinstance(figures, dict):
+                lines.append(
+                    f"scaling {model}: " + ", ".join(f"{key}={value}" for key, value in sorted(figures.items()))
+                )
     plans = result.outputs.get("capacity", {})
     if isinstance(plans, dict):
         for model, plan in sorted(plans.items()):

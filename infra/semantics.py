@@ -28,6 +28,10 @@ def semantic_problems(platform: PlatformConfig) -> list[str]:
         from infra.planning import capacity_problems
 
         problems += capacity_problems(platform)
+        # Scale-to-zero and Karpenter pools: the wake deadline is checked against the planner's start-up figure.
+        from infra.elastic import elastic_problems
+
+        problems += elastic_problems(platform)
     return problems
 
 

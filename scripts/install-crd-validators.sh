@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Offline schema validators for the custom resources the program renders (PrometheusRule, PodMonitor, ServiceMonitor,
-# ScaledObject, TriggerAuthentication): npm's @kubernetes-models packages carry each CRD's published OpenAPI schema
+# ScaledObject, TriggerAuthentication, NodePool, EC2NodeClass): npm's @kubernetes-models packages carry each CRD's published OpenAPI schema
 # as a compiled JSON-schema validator (docs/NOTES: "Custom resources"). Installed into .crd-validators/ (gitignored),
 # pinned, and idempotent: does nothing when the pinned versions are already there.
 # tests/test_custom_resources.py runs tests/crd_validate.mjs with this folder's node_modules.
@@ -9,10 +9,12 @@ cd "$(dirname "$0")/.."
 
 DEST=.crd-validators
 # Pinned: a new major may follow a new CRD version; bump deliberately with the chart versions in
-# components/monitoring.py (kube-prometheus-stack 78.x ships prometheus-operator v0.86 CRDs; KEDA 2.17).
+# components/monitoring.py (kube-prometheus-stack 78.x ships prometheus-operator v0.86 CRDs; KEDA 2.17) and
+# components/karpenter.py (Karpenter v1 APIs: karpenter.sh/v1 NodePool, karpenter.k8s.aws/v1 EC2NodeClass).
 PACKAGES=(
   "@kubernetes-models/prometheus-operator@6.0.0"
   "@kubernetes-models/keda@2.0.0"
+  "@kubernetes-models/karpenter@2.0.0"
 )
 
 installed() {

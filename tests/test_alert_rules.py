@@ -100,7 +100,9 @@ def test_thresholds_come_from_the_stack() -> None:
     assert prod["VllmRequestsWaiting"]["for"] == "5m"
     # Sum of the node groups' min_size: prod 2 + 2, staging 1, dev 0 (a spot group that may scale to zero).
     assert prod["GpuNodesBelowMinimum"]["expr"].endswith("< 4")
-    assert staging["GpuNodesBelowMinimum"]["expr"].endswith("< 1")
+    # prod: 2 managed 4-GPU nodes + the 2 pool nodes the 8B model's minimum of 2 replicas needs. staging's model may
+    # sit at zero on a Karpenter pool: no GPU node is its normal idle state, so there is no floor to alert on.
+    assert "GpuNodesBelowMinimum" not in staging
 
 
 def test_gpu_alerts_only_where_there_are_gpus() -> None:

@@ -47,15 +47,18 @@ def test_system_node_group_is_cpu_on_demand_with_scaling_from_config() -> None:
 
 
 def test_gpu_node_group_uses_the_nvidia_ami_the_gpu_taint_and_labels_pods_select() -> None:
-    group = one(rendered("dev"), "aws:eks/nodeGroup:NodeGroup", "llm-serving-dev-gpu-a10g")
+    # prod's 4-GPU group is the stacks' one `provisioner: managed` group.
+    group = one(rendered("prod"), "aws:eks/nodeGroup:NodeGroup", "llm-serving-prod-gpu-l40s-x4")
     assert group["amiType"] == "AL2023_x86_64_NVIDIA"
-    assert group["capacityType"] == "SPOT"
-    assert group["instanceTypes"] == ["g5.xlarge"]
-    assert group["scalingConfig"] == {"minSize": 0, "desiredSize": 1, "maxSize": 1}
+    assert group["capacityType"] == "ON_DEMAND"
+    assert group["instanceTypes"] == ["g6e.12xlarge"]
+    assert group["scalingConfig"] == {"minSize": 2, "desiredSize": 2, "maxSize": 3}
     assert group["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
-    assert group["labels"]["llm-serving/node-group"] == "llm-serving-dev-gpu-a10g"
-    assert group["labels"]["llm-serving/gpu-model"] == "A10G"
+    assert group["labels"]["llm-serving/node-group"] == "llm-serving-prod-gpu-l40s-x4"
+    assert group["labels"]["llm-serving/gpu-model"] == "L40S"
     assert group["labels"]["nvidia.com/gpu.present"] == "true"
+    # The Karpenter groups get no managed node group.
+    assert not [r for r in resources_of(rendered("dev"), "aws:eks/nodeGroup:NodeGroup") if "gpu" in r.name]
 
 
 def test_every_launch_template_requires_imdsv2_and_an_encrypted_gp3_root_volume() -> None:
@@ -72,8 +75,14 @@ def test_every_launch_template_requires_imdsv2_and_an_encrypted_gp3_root_volume(
 
 def test_gpu_root_volume_grows_with_the_weights_it_caches() -> None:
     def size(stack: str, name: str) -> int:
-        template = one(rendered(stack), "aws:ec2/launchTemplate:LaunchTemplate", f"{name}-lt")
-        return int(template["blockDeviceMappings"][0]["ebs"]["volumeSize"])
+        # A managed group's launch template, or a Karpenter pool's EC2NodeClass ("100Gi").
+        templates = [
+            r for r in resources_of(rendered(stack), "aws:ec2/launchTemplate:LaunchTemplate") if r.name == f"{name}-lt"
+        ]
+        if templates:
+            return int(templates[0].inputs["blockDeviceMappings"][0]["ebs"]["volumeSize"])
+        node_class = one(rendered(stack), "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass", f"{name}-node-class")
+        return int(node_class["spec"]["blockDeviceMappings"][0]["ebs"]["volumeSize"].removesuffix("Gi"))
 
     # dev caches a 4-bit 8B model (~5 GiB) on the node; prod's 8B FP8 group caches ~8 GiB: both above the floor.
     assert size("dev", "llm-serving-dev-gpu-a10g") == 100
@@ -83,13 +92,15 @@ def test_gpu_root_volume_grows_with_the_weights_it_caches() -> None:
 
 
 def test_node_roles_get_only_the_three_worker_policies() -> None:
-    attachments = resources_of(rendered("dev"), "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
-    gpu_policies = sorted(r.inputs["policyArn"] for r in attachments if r.name.startswith("llm-serving-dev-gpu-a10g"))
-    assert gpu_policies == [
+    expected = [
         "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
         "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
         "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
     ]
+    attachments = resources_of(rendered("prod"), "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    for role in ("llm-serving-prod-gpu-l40s-x4-role", "llm-serving-prod-karpenter-node-role"):
+        # The managed group's nodes and the nodes Karpenter launches: no SSM (the upstream template adds it).
+        assert sorted(r.inputs["policyArn"] for r in attachments if r.inputs["role"] == role) == expected, role
 
 
 def test_kubeconfig_authenticates_through_aws_eks_get_token() -> None:

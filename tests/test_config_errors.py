@@ -141,6 +141,39 @@ MISTAKES = [
         "gpu_node_groups[0] (gpu-l40s-x4).scaling.max_size",
         ["8 GPUs", ">= 2"],
     ),
+    # Scale to zero: dev's 4-bit 8B wakes in 600 s (node launch, infra/sizing.py) + 600 s (image pull) + 112 s
+    # (the planner's start-up: 90 s fixed + 5.33 GiB of weights at 250 MiB/s = 21.8 s) = 1312 s.
+    (
+        "dev",
+        _set("models.0.autoscaling.wake_deadline_s", 300),
+        "models[0] (llama-3-1-8b).autoscaling.wake_deadline_s",
+        ["= 300", "1312 s", "node launch 600", "image pull 600", "start-up 112", ">= 1312"],
+    ),
+    (
+        "dev",
+        _set("models.0.autoscaling.min_replicas", 2),
+        "models[0] (llama-3-1-8b).autoscaling.min_replicas",
+        ["= 2", "replicas 1", "<= 1"],
+    ),
+    # A Karpenter pool has no fixed size.
+    (
+        "staging",
+        _set("gpu_node_groups.0.scaling", {"min_size": 1, "desired_size": 1, "max_size": 2}),
+        "gpu_node_groups[0] (gpu-l40s).scaling",
+        ["min_size 1", "desired_size 1", "provisioner: managed"],
+    ),
+    (
+        "dev",
+        _set("gpu_node_groups.0.provisioner", "cluster-autoscaler"),
+        "gpu_node_groups[0].provisioner",
+        ["'cluster-autoscaler'", "'karpenter'", "'managed'"],
+    ),
+    (
+        "dev",
+        _set("gpu_node_groups.0.ami_alias", "ubuntu@latest"),
+        "gpu_node_groups[0].ami_alias",
+        ["'ubuntu@latest'", "al2023@"],
+    ),
 ]
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from infra import render
 from infra.config import PLATFORM_KEY
-from tests.conftest import rendered, resources_of
+from tests.conftest import one, rendered, resources_of
 
 HELM = "kubernetes:helm.sh/v3:Release"
 ADDON = "aws:eks/addon:Addon"
@@ -136,7 +136,9 @@ def test_load_balancer_controller_is_pinned_on_system_nodes_with_cluster_region_
     actions = {action for statement in statements for action in _as_list(statement["Action"])}
     # The controller creates and tags load balancers and target groups (upstream iam_policy.json at v3.5.0).
     assert {"elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:CreateTargetGroup"} <= actions
-    association = resources_of(result, "aws:eks/podIdentityAssociation:PodIdentityAssociation")[0].inputs
+    association = one(
+        result, "aws:eks/podIdentityAssociation:PodIdentityAssociation", "llm-serving-prod-lbc-pod-identity"
+    )
     assert (association["namespace"], association["serviceAccount"]) == ("kube-system", "aws-load-balancer-controller")
     assert values["serviceAccount"]["name"] == association["serviceAccount"]
 

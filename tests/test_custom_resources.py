@@ -28,7 +28,7 @@ SCRIPT = Path(__file__).parent / "crd_validate.mjs"
 
 # (apiVersion, kind) -> (module under node_modules, exported class). Packages and versions:
 # scripts/install-crd-validators.sh. Schemas: @kubernetes-models/prometheus-operator 6.0.0 (prometheus-operator CRDs),
-# @kubernetes-models/keda 2.0.0 (KEDA CRDs).
+# @kubernetes-models/keda 2.0.0 (KEDA CRDs), @kubernetes-models/karpenter 2.0.0 (Karpenter v1 CRDs).
 VALIDATORS: dict[tuple[str, str], tuple[str, str]] = {
     ("monitoring.coreos.com/v1", "PrometheusRule"): (
         "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule",
@@ -50,6 +50,12 @@ VALIDATORS: dict[tuple[str, str], tuple[str, str]] = {
     ("keda.sh/v1alpha1", "TriggerAuthentication"): (
         "@kubernetes-models/keda/keda.sh/v1alpha1/TriggerAuthentication",
         "TriggerAuthentication",
+    ),
+    # @kubernetes-models/karpenter 2.0.0 (Karpenter v1 CRDs).
+    ("karpenter.sh/v1", "NodePool"): ("@kubernetes-models/karpenter/karpenter.sh/v1/NodePool", "NodePool"),
+    ("karpenter.k8s.aws/v1", "EC2NodeClass"): (
+        "@kubernetes-models/karpenter/karpenter.k8s.aws/v1/EC2NodeClass",
+        "EC2NodeClass",
     ),
 }
 
@@ -130,7 +136,37 @@ def test_a_scaled_object_with_a_string_replica_count_is_rejected() -> None:
         ("monitoring.coreos.com/v1", True),
         ("keda.sh/v1alpha1", True),
         ("elbv2.k8s.aws/v1beta1", True),
+        ("karpenter.sh/v1", True),
+        ("karpenter.k8s.aws/v1", True),
     ],
 )
 def test_custom_groups_are_told_from_built_in_ones(api_version: str, custom: bool) -> None:
     assert is_custom(api_version) is custom
+
+
+def _rendered_pool_objects() -> dict[str, dict[str, Any]]:
+    return {
+        obj["kind"]: obj for obj in rendered("dev").kubernetes_objects() if obj["kind"] in ("NodePool", "EC2NodeClass")
+    }
+
+
+def test_a_node_pool_without_its_node_class_reference_is_rejected() -> None:
+    # The NodePool schema requires spec.template.spec.nodeClassRef (measured control, docs NOTES "Custom resources").
+    pool = copy.deepcopy(_rendered_pool_objects()["NodePool"])
+    assert validate([pool]) == [None]
+    del pool["spec"]["template"]["spec"]["nodeClassRef"]
+    error = validate([pool])[0]
+    assert error is not None and "nodeClassRef" in error
+
+
+def test_an_ec2_node_class_with_a_bad_hop_limit_or_a_too_long_alias_is_rejected() -> None:
+    # Karpenter v1's CRD (aws/karpenter-provider-aws@1d927085 pkg/apis/crds/karpenter.k8s.aws_ec2nodeclasses.yaml):
+    # httpPutResponseHopLimit "Possible values are integers from 1 to 64"; an alias is at most 30 characters.
+    node_class = _rendered_pool_objects()["EC2NodeClass"]
+    hops = copy.deepcopy(node_class)
+    hops["spec"]["metadataOptions"]["httpPutResponseHopLimit"] = 0
+    alias = copy.deepcopy(node_class)
+    alias["spec"]["amiSelectorTerms"] = [{"alias": "al2023@v" + "2" * 30}]
+    first, second = validate([hops, alias])
+    assert first is not None and "httpPutResponseHopLimit" in first
+    assert second is not None and "alias" in second

@@ -164,9 +164,11 @@ def _urn(result: render.RenderResult, type_: str, name: str) -> str:
     return record.urn
 
 
-@pytest.mark.parametrize("group", ["llm-serving-dev-gpu-a10g", "llm-serving-dev-system"])
-def test_node_groups_wait_for_every_policy_attachment_of_their_role(group: str) -> None:
-    result = rendered("dev")
+@pytest.mark.parametrize(
+    ("stack", "group"), [("prod", "llm-serving-prod-gpu-l40s-x4"), ("dev", "llm-serving-dev-system")]
+)
+def test_node_groups_wait_for_every_policy_attachment_of_their_role(stack: str, group: str) -> None:
+    result = rendered(stack)
     (node_group,) = [r for r in resources_of(result, "aws:eks/nodeGroup:NodeGroup") if r.name == group]
     attachments = [
         record.urn
@@ -177,15 +179,29 @@ def test_node_groups_wait_for_every_policy_attachment_of_their_role(group: str) 
     assert set(attachments) <= set(node_group.dependencies)
 
 
+def test_karpenter_nodes_access_entry_waits_for_every_policy_attachment_of_their_role() -> None:
+    # Nodes Karpenter launches join through the access entry: it must not exist before their role can join.
+    result = rendered("dev")
+    (entry,) = resources_of(result, "aws:eks/accessEntry:AccessEntry")
+    attachments = [
+        record.urn
+        for record in resources_of(result, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+        if record.inputs["role"] == "llm-serving-dev-karpenter-node-role"
+    ]
+    assert len(attachments) == 3
+    assert set(attachments) <= set(entry.dependencies)
+
+
 @pytest.mark.parametrize(
-    ("stack", "model", "group"),
+    ("stack", "model", "group_type", "group"),
     [
-        ("staging", "llama-3-1-8b", "llm-serving-staging-gpu-l40s"),
-        ("prod", "llama-3-3-70b", "llm-serving-prod-gpu-l40s-x4"),
+        # A Karpenter pool: the NodePool (its nodes come when the pods ask).
+        ("staging", "llama-3-1-8b", "kubernetes:karpenter.sh/v1:NodePool", "llm-serving-staging-gpu-l40s-node-pool"),
+        ("prod", "llama-3-3-70b", "aws:eks/nodeGroup:NodeGroup", "llm-serving-prod-gpu-l40s-x4"),
     ],
 )
 def test_vllm_workloads_wait_for_their_gpu_nodes_the_device_plugin_and_the_gp3_storage_class(
-    stack: str, model: str, group: str
+    stack: str, model: str, group_type: str, group: str
 ) -> None:
     result = rendered(stack)
     (deployment,) = [r for r in resources_of(result, "llm-serving:index:VllmDeployment") if r.name == model]
@@ -196,7 +212,7 @@ def test_vllm_workloads_wait_for_their_gpu_nodes_the_device_plugin_and_the_gp3_s
     ]
     assert plugin_daemonsets
     expected = {
-        _urn(result, "aws:eks/nodeGroup:NodeGroup", group),
+        _urn(result, group_type, group),
         _urn(result, "kubernetes:storage.k8s.io/v1:StorageClass", "gp3"),
         *plugin_daemonsets,
     }

@@ -194,7 +194,7 @@ def test_scaled_objects_only_for_autoscaled_models_bounded_by_gpus() -> None:
     assert release("prod", "keda")["chart"] == "keda"
 
 
-@pytest.mark.parametrize("stack", ["dev", "staging", "local"])
+@pytest.mark.parametrize("stack", ["local"])
 def test_no_keda_without_autoscaled_models(stack: str) -> None:
     assert objects(stack, "ScaledObject") == {}
     assert "keda" not in {r.inputs.get("name") for r in component_records(stack) if r.type.endswith(":Release")}

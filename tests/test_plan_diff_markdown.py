@@ -58,14 +58,17 @@ def test_a_vllm_flag_shows_by_flag_name_with_the_capacity_before_and_after(tmp_p
 
 def test_a_node_group_resized_shows_the_gpus_and_the_monthly_cost(tmp_path: Path) -> None:
     def change(config: dict[str, Any]) -> None:
+        # dev's group is a Karpenter pool: a bigger cap, and a model allowed to use it.
         group = next(g for g in _platform(config)["gpu_node_groups"] if g["name"] == "gpu-a10g")
-        group["scaling"]["desired_size"] = 2
         group["scaling"]["max_size"] = 2
+        _platform(config)["models"][0]["autoscaling"]["max_replicas"] = 2
 
     text = _markdown(tmp_path, change)
     _check_golden("node_group_resized", text)
-    assert "| GPUs | 1 × A10G | 2 × A10G **changed** |" in text
-    assert "scalingConfig.desiredSize: 1 -> 2" in text
+    assert 'spec.limits["nvidia.com/gpu"]: 1 -> 2' in text
+    # Idle stays at zero GPUs; full scale adds a second g5.xlarge at spot: $1.006/h x 0.5 x 730 h = $367/month.
+    assert "| $/month (full_scale) | $604 | $971 **changed** |" in text
+    assert "| $/month (idle) | $236 | $236 |" in text
 
 
 def test_a_model_added_shows_its_resources_and_its_capacity_row(tmp_path: Path) -> None:
@@ -73,7 +76,7 @@ def test_a_model_added_shows_its_resources_and_its_capacity_row(tmp_path: Path) 
         models = _platform(config)["models"]
         models.append({**copy.deepcopy(models[0]), "name": "llama-3-1-8b-long", "max_model_len": 16384})
         group = next(g for g in _platform(config)["gpu_node_groups"] if g["name"] == models[0]["node_group"])
-        group["scaling"] = {"min_size": 0, "desired_size": 2, "max_size": 2}  # room for the second model's GPU
+        group["scaling"] = {"min_size": 0, "desired_size": 0, "max_size": 2}  # room for the second model's GPU
 
     text = _markdown(tmp_path, change)
     _check_golden("model_added", text)

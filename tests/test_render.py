@@ -47,9 +47,9 @@ def test_plan_lists_every_resource_with_type_name_parent_and_inputs(tmp_path: Pa
     plan = json.loads(files["plan.json"])
     assert len(plan) == len(result.resources)
     assert [item["urn"] for item in plan] == sorted(item["urn"] for item in plan)
-    node_group = next(item for item in plan if item["type"] == "aws:eks/nodeGroup:NodeGroup" and "gpu" in item["name"])
-    assert node_group["parent"].endswith("llm-serving:index:GpuNodeGroup::llm-serving-dev-gpu-a10g")
-    assert node_group["inputs"]["amiType"] == "AL2023_x86_64_NVIDIA"
+    pool = next(item for item in plan if item["type"] == "kubernetes:karpenter.sh/v1:NodePool")
+    assert pool["parent"].endswith("llm-serving:index:GpuNodePool::llm-serving-dev-gpu-a10g")
+    assert pool["inputs"]["spec"]["template"]["spec"]["requirements"][0]["values"] == ["g5.xlarge"]
 
 
 def test_kubernetes_objects_are_written_one_file_per_component_and_parse_back(tmp_path: Path) -> None:
@@ -73,10 +73,11 @@ def test_diff_shows_a_changed_instance_type_as_a_field_level_change(tmp_path: Pa
     render.write(render.run("dev", config=config), tmp_path / "after")
     result = diff_dirs(tmp_path / "before", tmp_path / "after")
     assert result.added == [] and result.removed == []
-    assert result.changed["aws:eks/nodeGroup:NodeGroup llm-serving-dev-gpu-a10g"] == [
-        'instanceTypes[0]: "g5.xlarge" -> "g5.2xlarge"'
+    assert result.changed["kubernetes:karpenter.sh/v1:NodePool llm-serving-dev-gpu-a10g-node-pool"] == [
+        'spec.template.spec.requirements[0].values[0]: "g5.xlarge" -> "g5.2xlarge"'
     ]
-    assert any(line.startswith("cost.estimated_monthly_usd: ") for line in result.outputs)
+    # At zero the dev pool costs nothing idle; the bigger type shows in the full-scale cost.
+    assert any(line.startswith("cost.full_scale_monthly_usd: ") for line in result.outputs)
 
 
 def test_diff_lists_added_and_removed_resources(tmp_path: Path) -> None:
@@ -90,7 +91,9 @@ def test_diff_lists_added_and_removed_resources(tmp_path: Path) -> None:
     del platform["gateway"]["pricing"]["llama-3-1-8b"]
     render.write(render.run("prod", config=config), tmp_path / "after")
     result = diff_dirs(tmp_path / "before", tmp_path / "after")
-    assert "aws:eks/nodeGroup:NodeGroup llm-serving-prod-gpu-l40s" in result.removed
+    assert "kubernetes:karpenter.sh/v1:NodePool llm-serving-prod-gpu-l40s-node-pool" in result.removed
+    # Its pool was prod's only Karpenter one: the controller and its interruption queue go with it.
+    assert "aws:sqs/queue:Queue llm-serving-prod-karpenter-interruption-queue" in result.removed
     assert result.added == []
 
 

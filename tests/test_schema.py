@@ -11,7 +11,7 @@ from infra.validation import parse_platform
 from tests.conftest import rendered
 
 # Custom resources have no schema in the official OpenAPI documents; their operators validate them on admission.
-CUSTOM_RESOURCE_GROUPS = ("monitoring.coreos.com/", "keda.sh/")
+CUSTOM_RESOURCE_GROUPS = ("monitoring.coreos.com/", "keda.sh/", "karpenter.sh/", "karpenter.k8s.aws/")
 
 
 @pytest.mark.parametrize("stack", render.stack_names())

@@ -196,11 +196,16 @@ def test_placement_and_gpu_resources(stack: str, model: ModelConfig) -> None:
         return
     assert resources["limits"]["nvidia.com/gpu"] == str(model.gpus)
     assert {"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
-    # The selector must name the label value the GPU node group really puts on its nodes.
+    # The selector must name the label value the GPU node group (or the Karpenter pool) really puts on its nodes.
     node_groups = [
         record.inputs for record in rendered(stack).resources if record.type == "aws:eks/nodeGroup:NodeGroup"
     ]
     group_labels = [group["labels"] for group in node_groups if group["labels"].get(NODE_GROUP_LABEL)]
+    group_labels += [
+        record.inputs["spec"]["template"]["metadata"]["labels"]
+        for record in rendered(stack).resources
+        if record.type == "kubernetes:karpenter.sh/v1:NodePool"
+    ]
     selected = spec["nodeSelector"][NODE_GROUP_LABEL]
     matching = [labels for labels in group_labels if labels[NODE_GROUP_LABEL] == selected]
     assert len(matching) == 1, f"{selected!r} selects no node group; groups carry {group_labels}"

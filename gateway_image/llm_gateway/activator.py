@@ -98,7 +98,10 @@ class Activator:
         entry = (future, backend)
         self._queue.append(entry)
         self._ensure_watcher()
-        end = min(loop.time() + config.deadline_s, forwarder.deadline)
+        # The wake has a deadline of its own; the request's (request_timeout_s) starts again once a pod is ready, so
+        # a cold start of twenty minutes does not need a twenty-minute deadline on every warm request.
+        began = loop.time()
+        end = began + config.deadline_s
         # One comment line: a line break in a configured name would end it and start a bogus field.
         comment = f": waiting for {' '.join(forwarder.route_model.splitlines())}\n\n".encode()
         try:
@@ -128,6 +131,7 @@ class Activator:
             await end_stream(forwarder, error)
             return "ended"
         self._outcomes["woken"].inc()
+        forwarder.deadline += loop.time() - began
         return "woken"
 
     def _error(self, why: str, reason: str) -> GatewayError:

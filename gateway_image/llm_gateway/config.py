@@ -546,17 +546,6 @@ def reference_problems(config: GatewayConfig) -> list[Problem]:
             problems.append(Problem(("aliases", i, "model"), alias.model, "is also a route; pick another name"))
         _known(problems, ("aliases", i, "simple_route"), alias.simple_route, route_names)
         _known(problems, ("aliases", i, "complex_route"), alias.complex_route, route_names)
-    for i, backend in enumerate(config.backends):
-        # The wait for a wake counts against the request's own deadline: a longer wake deadline would be cut short.
-        if backend.wake is not None and backend.wake.deadline_s >= config.server.request_timeout_s:
-            problems.append(
-                Problem(
-                    ("backends", i, "wake", "deadline_s"),
-                    f"{backend.wake.deadline_s:g}",
-                    f"leaves no time to answer within server.request_timeout_s "
-                    f"({config.server.request_timeout_s:g}); accepted: below it",
-                )
-            )
     # Prices are looked up by the backend's model name, then by the route's public name (runtime.py `price`): a key
     # that is neither is never used, most likely a typo that leaves a model unbilled.
     priced = route_names | {backend.model for backend in config.backends if backend.model is not None}

@@ -259,20 +259,22 @@ def test_wake_needs_dns() -> None:
     assert "backend 'fixed' sets wake but not dns; a backend that scales to zero needs dns" in str(raised.value)
 
 
-def test_the_wake_deadline_must_leave_time_to_answer() -> None:
-    spec = {**wake_backend(deadline_s=600), "name": "slow"}
-    with pytest.raises(ConfigError) as raised:
-        parse_config(
-            {
-                "backends": [spec],
-                "routes": [{"model": MODEL, "targets": [{"backend": "slow"}]}],
-                "server": {"require_api_key": False, "request_timeout_s": 600},
-            }
-        )
-    assert (
-        "backends[0].wake.deadline_s: '600' leaves no time to answer within server.request_timeout_s (600); "
-        "accepted: below it"
-    ) in str(raised.value)
+def test_the_wait_for_a_wake_does_not_count_against_the_request_deadline(harness: Harness, fake_dns: FakeDns) -> None:
+    # A cold start far longer than request_timeout_s: the request's own deadline starts once a pod is ready.
+    upstream = harness.upstream("late")
+    config = {
+        "server": {"request_timeout_s": 1.5},
+        "backends": [wake_backend(deadline_s=30)],
+        "routes": [{"model": MODEL, "targets": [{"backend": BACKEND}]}],
+    }
+    _, url = harness.gateway(config)
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(ask, url, "slow wake")
+        until(lambda: waiting(url) == 1, "1 request waiting")
+        time.sleep(2.5)  # longer than request_timeout_s, well within the wake deadline
+        fake_dns.addresses[HOST] = [upstream.url]
+        assert answer.result(timeout=20) == upstream.behaviour.answer
+    assert wake_outcomes(url, "woken") == 1.0
 
 
 def test_a_stream_that_waited_gets_the_upstream_failure_as_an_error_event(harness: Harness, fake_dns: FakeDns) -> None:
