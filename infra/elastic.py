@@ -10,7 +10,6 @@ request up to the wake deadline; a deadline shorter than that sum would answer 5
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,23 +18,15 @@ from infra.capacity import startup_seconds
 from infra.config import PLATFORM_KEY, GpuNodeGroupConfig, ModelConfig, PlatformConfig
 from infra.instances import SPOT_DISCOUNT, lookup
 from infra.planning import HOURS_PER_MONTH, plan_for
+from infra.replicas import min_replicas, resting_nodes
+from infra.replicas import nodes_for as _nodes_for
 from infra.sizing import CPU_IMAGE_PULL_SECONDS, GPU_IMAGE_PULL_SECONDS, GPU_NODE_LAUNCH_SECONDS
 from infra.stores_cost import stores_monthly_usd
 
 # Where a model with autoscaling and no `min_replicas` scales to zero: environments where a first request after a
 # quiet night may wait for a cold start.
-SCALE_TO_ZERO_ENVIRONMENTS = ("dev", "staging")
 # The gateway's WakeConfig.deadline_s accepts at most this (gateway_image/llm_gateway/config.py).
 MAX_WAKE_DEADLINE_S = 3600
-
-
-def min_replicas(platform: PlatformConfig, model: ModelConfig) -> int:
-    """The fewest replicas KEDA keeps; a model without autoscaling keeps its `replicas`."""
-    if model.autoscaling is None:
-        return model.replicas
-    if model.autoscaling.min_replicas is not None:
-        return model.autoscaling.min_replicas
-    return 0 if platform.environment in SCALE_TO_ZERO_ENVIRONMENTS else model.replicas
 
 
 def cold_start_parts(platform: PlatformConfig, model: ModelConfig) -> tuple[int, int, int]:
@@ -125,14 +116,6 @@ def _node_price(group: GpuNodeGroupConfig) -> float:
     return shape.on_demand_usd_per_hour * (1 - SPOT_DISCOUNT if group.capacity_type == "SPOT" else 1)
 
 
-def _nodes_for(group: GpuNodeGroupConfig, gpus: int) -> int:
-    needed = math.ceil(gpus / lookup(group.instance_types[0]).gpu_count)
-    if group.provisioner == "managed":
-        # A managed group never goes below its minimum, whatever runs on it.
-        return min(group.scaling.max_size, max(group.scaling.min_size, needed))
-    return min(group.scaling.max_size, needed)
-
-
 def _base_hourly_usd(platform: PlatformConfig) -> float:
     """What runs whatever the load: the system nodes at their desired size, the EKS control plane and the managed
     stores (RDS, ElastiCache)."""
@@ -144,12 +127,6 @@ def _base_hourly_usd(platform: PlatformConfig) -> float:
     system = platform.cluster.system_nodes
     nodes = system.scaling.desired_size * lookup(system.instance_types[0]).on_demand_usd_per_hour
     return nodes + control_plane_usd_per_hour(platform.cluster.kubernetes_version, utc_today()) + stores
-
-
-def resting_nodes(platform: PlatformConfig, group: GpuNodeGroupConfig) -> int:
-    """Nodes of one GPU group with every model on it at its minimum replicas (a managed group: at least its minimum)."""
-    placed = [model for model in platform.models if model.node_group == group.name]
-    return _nodes_for(group, sum(min_replicas(platform, model) * model.gpus for model in placed))
 
 
 def idle_gpu_nodes(platform: PlatformConfig) -> int:

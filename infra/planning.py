@@ -10,6 +10,7 @@ from infra.capacity import CapacityPlan, plan_capacity
 from infra.config import PLATFORM_KEY, GpuNodeGroupConfig, ModelConfig, PlatformConfig
 from infra.instances import SPOT_DISCOUNT, lookup
 from infra.models import ModelArchitecture, lookup_model
+from infra.replicas import resting_nodes
 from infra.stores_cost import stores_monthly_usd
 
 HOURS_PER_MONTH = 730
@@ -99,7 +100,6 @@ def cost_outputs(platform: PlatformConfig) -> dict[str, Any]:
     """Monthly estimate of what runs at rest (managed groups at their desired size, Karpenter pools at what the
     models' minimum replicas need, the managed stores), on-demand list prices, spot at the catalog's discount."""
     from infra.eks_versions import control_plane_usd_per_hour, support_phase, utc_today
-    from infra.elastic import resting_nodes  # elastic.py imports this module
 
     gpus: Counter[str] = Counter()
     hourly = 0.0
@@ -136,7 +136,8 @@ def cost_outputs(platform: PlatformConfig) -> dict[str, Any]:
         **({"stores": stores} if stores else {}),
         "estimated_hourly_usd": round(hourly, 2),
         "estimated_monthly_usd": round(hourly * HOURS_PER_MONTH, 0),
-        "basis": "resting node counts (managed: desired; Karpenter: what the minimum replicas need) x us-east-1 on-demand list price (spot at catalog discount) + EKS fee"
+        "basis": "resting node counts (managed: desired; Karpenter: what the minimum replicas need) x us-east-1 "
+        "on-demand list price (spot at catalog discount) + EKS fee"
         + (" + RDS/ElastiCache" if stores else "")
         + "; excludes NAT, EBS, traffic",
     }
