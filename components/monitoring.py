@@ -18,7 +18,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.alerts import AlertSettings, rule_groups
-from components.naming import GPU_PRESENT_LABEL, GPU_TAINT_KEY, VLLM_APP
+from components.naming import GPU_PRESENT_LABEL, GPU_TAINT_KEY, VLLM_APP, waiting_requests_query
 from components.tracing import TraceCollector, TraceCollectorArgs
 
 DASHBOARDS_DIR = Path(__file__).parent / "dashboards"
@@ -480,7 +480,7 @@ def scale_to_zero(
         # (`llm_gateway_requests_waiting{backend}`, the backend being the model's name): the wake signal.
         (
             "gateway-waiting",
-            f'sum(llm_gateway_requests_waiting{{{selector}, backend="{model.name}"}}) or vector(0)',
+            waiting_requests_query(model.name, serving_namespace),
             model.target_waiting_requests,
         ),
         # Requests running in vLLM: a model busy with requests that never queue must not count as idle.

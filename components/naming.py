@@ -44,9 +44,10 @@ def vllm_headless_host(model: str, namespace: str) -> str:
 WAITING_REQUESTS_METRIC = "llm_gateway_requests_waiting"
 
 
-def waiting_requests_query(backend: str) -> str:
+def waiting_requests_query(backend: str, namespace: str) -> str:
     """The PromQL of a model's scale-from-zero trigger: requests every gateway replica holds for it (> 0 wakes it).
 
-    Summed over the gateway's replicas; 0 (not an empty result) whenever the gateway runs and nothing waits.
+    Summed over the gateway's replicas in the serving namespace; `or vector(0)` so that an empty answer (no gateway
+    scraped yet) reads as nothing waiting, not as a scaler error (the ScaledObject sets ignoreNullValues false).
     """
-    return f'sum({WAITING_REQUESTS_METRIC}{{backend="{backend}"}})'
+    return f'sum({WAITING_REQUESTS_METRIC}{{namespace="{namespace}", backend="{backend}"}}) or vector(0)'

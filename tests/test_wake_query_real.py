@@ -25,12 +25,13 @@ from llm_gateway.config import DnsConfig, parse_config
 from llm_gateway.server import Gateway, start_server, stop_server
 
 from components.naming import waiting_requests_query
+from tests.conftest import rendered
 from tests.test_dashboards import FAKE_UPSTREAM, ROOT, _stop, _wait_http, free_port
 from tests.test_prometheus_real import NAMESPACE, query, running_prometheus, wait_for
 
 pytestmark = pytest.mark.network
 T = TypeVar("T")
-MODEL = "llama"  # a vLLM model's backend is named after the model
+MODEL = "llama-3-1-8b"  # the dev stack's model; a vLLM model's backend is named after the model
 HOST = f"{MODEL}-pods.{NAMESPACE}.svc.cluster.local"
 
 
@@ -108,8 +109,12 @@ def test_the_scale_from_zero_query_sees_waiting_requests(tmp_path: Path, monkeyp
         return addresses[dns.host]
 
     monkeypatch.setattr(health, "resolve", resolve)
-    activation = waiting_requests_query(MODEL)
-    assert activation == 'sum(llm_gateway_requests_waiting{backend="llama"})'  # the name KEDA and the gateway share
+    # The query exactly as the dev stack's ScaledObject renders it (a model at min 0 there).
+    scaled = next(o for o in rendered("dev").kubernetes_objects() if o["kind"] == "ScaledObject")
+    assert scaled["metadata"]["namespace"] == NAMESPACE
+    activation = next(t for t in scaled["spec"]["triggers"] if t["name"] == "gateway-waiting")["metadata"]["query"]
+    assert activation == waiting_requests_query(MODEL, NAMESPACE)
+    assert 'backend="llama-3-1-8b"' in activation  # the name KEDA and the gateway share
     body = {"model": MODEL, "messages": [{"role": "user", "content": "wake up"}]}
     with (
         fake_upstream() as upstream,
@@ -125,7 +130,8 @@ def test_the_scale_from_zero_query_sees_waiting_requests(tmp_path: Path, monkeyp
         held = [pool.submit(httpx.post, gateway + "/v1/chat/completions", json=body, timeout=60) for _ in range(2)]
         waiting = wait_for(prometheus, activation, lambda value: value == 2)
         assert len(waiting) == 1  # one series: the sum over every gateway replica
-        assert query(prometheus, waiting_requests_query("another-model")) == []
+        other = query(prometheus, waiting_requests_query("another-model", NAMESPACE))
+        assert [float(s["value"][1]) for s in other] == [0.0]  # nothing waits for it: 0 by `or vector(0)`
         addresses[HOST] = [upstream]  # the model's first pod is ready
         assert [future.result(timeout=30).status_code for future in held] == [200, 200]
         served = wait_for(prometheus, activation, lambda value: value == 0)
