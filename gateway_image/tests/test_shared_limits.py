@@ -13,13 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
-import redis
 import yaml
 from llm_gateway.accounting import Ledger
 from llm_gateway.config import ConfigError, LimitStoreConfig, TeamConfig
 from llm_gateway.errors import GatewayError
+from llm_gateway.ledger_migrations import migrate
 from llm_gateway.metrics import Metrics
 from llm_gateway.shared_limits import SharedLimits, month_keys, rate_retry_after
 from redis_server import RedisServer, redis_server
@@ -143,14 +144,9 @@ def send(urls: list[str], total: int, concurrency: int = 12) -> list[int]:
     return asyncio.run(_send(urls, total, concurrency))
 
 
-def store_client(store: RedisServer) -> redis.Redis:
-    return redis.Redis.from_url(store.url, decode_responses=True)
-
-
 def month_to_date(store: RedisServer, name: str = "alpha") -> tuple[int, float]:
     tokens_key, spend_key = month_keys(name, dt.datetime.now(dt.UTC))
-    with store_client(store) as client:
-        return int(client.get(tokens_key) or 0), float(client.get(spend_key) or 0)
+    return int(store.command("GET", tokens_key) or 0), float(store.command("GET", spend_key) or 0)
 
 
 def test_three_gateways_hold_one_rate_limit(harness: Harness, fleet: Fleet) -> None:
@@ -317,3 +313,59 @@ def test_a_missing_store_url_fails_with_the_key_path(monkeypatch: pytest.MonkeyP
     with pytest.raises(ConfigError) as caught:
         SharedLimits(LimitStoreConfig(), [], Metrics(), Ledger())
     assert str(caught.value).startswith("limit_store.url_env: environment variable LIMIT_STORE_URL is not set")
+
+
+# ---- both real stores: the month-to-date rebuilt from the ledger (PostgreSQL) when the store (redis) loses it
+
+
+def ledger_spend(dsn: str, count: int) -> tuple[int, float]:
+    """The ledger's (rows, sum of cost_usd), once it holds `count` rows (batches are written every 50 ms here)."""
+
+    async def read() -> tuple[int, float]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            found = await conn.fetchrow("SELECT count(*) AS n, coalesce(sum(cost_usd), 0) AS usd FROM usage_ledger")
+            return int(found["n"]), float(found["usd"])
+        finally:
+            await conn.close()
+
+    for _ in range(200):
+        rows, spend = asyncio.run(read())
+        if rows >= count:
+            return rows, spend
+        time.sleep(0.02)
+    raise AssertionError(f"the ledger never held {count} rows: {rows}")
+
+
+def test_an_emptied_store_is_rebuilt_from_the_ledger(
+    harness: Harness, fleet: Fleet, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asyncio.run(migrate(pg_dsn))
+    monkeypatch.setenv("LEDGER_DSN", pg_dsn)  # the gateway process inherits it (Fleet passes os.environ)
+    upstream = harness.upstream("a")
+    config = {
+        **fleet_config(upstream, monthly_budget_usd=10),
+        "limit_store": {"replicas": 1, "timeout_s": 0.5},
+        "ledger": {"spool_path": str(fleet.tmp_path / "spool"), "batch_max_delay_s": 0.05},
+    }
+    (url,) = fleet.start(config, count=1)
+    # Each answer costs 2.8 USD (PRICING): three answers spend 8.4 of the budget of 10, the fourth crosses it.
+    assert send([url], 3, concurrency=1) == [200, 200, 200]
+    assert ledger_spend(pg_dsn, 3) == (3, pytest.approx(8.4))
+    wait_for_spend(fleet.store, 8.4)
+    assert fleet.store.command("FLUSHALL") == "OK"
+    assert month_to_date(fleet.store) == (0, 0.0)
+    # As if nothing had happened: the fourth answer is still admitted, the fifth refused at the budget.
+    assert send([url], 1) == [200]
+    assert ledger_spend(pg_dsn, 4) == (4, pytest.approx(11.2))
+    # The month keys come back only through the rebuild (usage alone never creates them): 8.4 read from the
+    # ledger plus the fourth answer's 2.8, or 11.2 read at once if its row was written first; never counted twice.
+    wait_for_spend(fleet.store, 11.2)
+    assert month_to_date(fleet.store) == (60, pytest.approx(11.2))
+    reply = httpx.post(url + "/v1/chat/completions", json=BODY, headers={"Authorization": f"Bearer {KEY}"})
+    assert reply.status_code == 429 and reply.json()["error"]["code"] == "monthly_budget_exceeded"
+    assert len(upstream.requests) == 4
+    # /metrics reports the fleet's month-to-date from the store: equal to the ledger's sum.
+    _, ledger_sum = ledger_spend(pg_dsn, 5)  # the refusal has a row too, at no cost
+    assert metric(url, "llm_gateway_team_spend_usd", team="alpha") == pytest.approx(ledger_sum)
+    assert ledger_sum == pytest.approx(11.2)
