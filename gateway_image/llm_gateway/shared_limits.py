@@ -47,6 +47,8 @@ from glide import (
     GlideClient,
     GlideClientConfiguration,
     GlideError,
+    Logger,
+    LogLevel,
     NodeAddress,
     Script,
     ServerCredentials,
@@ -193,6 +195,9 @@ class LimitStore:
     """
 
     def __init__(self, url: str, timeout_s: float) -> None:
+        # glide's core logs every failed reconnection (WARN, to the console) while the store is down: the gateway
+        # reports that itself, rate-limited (_failed); keep the core's errors. A no-op if a logger was set before.
+        Logger.init(LogLevel.ERROR)
         self.configuration = glide_configuration(url, timeout_s)
         self.scripts: dict[str, Script] = {}
         self._client: GlideClient | None = None

@@ -22,7 +22,7 @@ from llm_gateway.config import ConfigError, LimitStoreConfig, TeamConfig
 from llm_gateway.errors import GatewayError
 from llm_gateway.ledger_migrations import migrate
 from llm_gateway.metrics import Metrics
-from llm_gateway.shared_limits import SharedLimits, month_keys, rate_retry_after
+from llm_gateway.shared_limits import SharedLimits, glide_configuration, month_keys, rate_retry_after
 from redis_server import RedisServer, redis_server
 
 from conftest import KEY, Harness, backend, free_port, metric, sha256, team
@@ -47,6 +47,27 @@ def test_rate_retry_after_hand_worked() -> None:
     # Limit 100, previous 100, current 40, 30% in: 70 + 40 + 1 > 100; the previous must weigh <= 59 / 100, i.e.
     # 41% elapsed: 11% of 60 s = 6.6 s -> 7.
     assert rate_retry_after(100, 100, 40, 0.3) == 7
+
+
+def test_glide_configuration_from_the_store_url() -> None:
+    # redis[s]://[user[:password]@]host[:port][/db] (IANA, https://www.iana.org/assignments/uri-schemes/prov/rediss):
+    # rediss is TLS; userinfo is percent-encoded ("%40" is "@", as infra's store URL builder writes an auth token).
+    config = glide_configuration("rediss://gateway:t%40ken%2F1@cache.example.internal:6380/2", 0.25)
+    address = config.addresses[0]
+    assert (address.host, address.port, config.use_tls, config.database_id) == ("cache.example.internal", 6380, True, 2)
+    assert config.credentials is not None
+    assert (config.credentials.username, config.credentials.password) == ("gateway", "t@ken/1")
+    assert config.request_timeout == 250  # milliseconds (glide's unit) from timeout_s
+    assert config.advanced_config is not None and config.advanced_config.connection_timeout == 250
+    # Defaults of the scheme: port 6379, database 0; no userinfo, no AUTH; redis:// is plain TCP.
+    plain = glide_configuration("redis://10.0.3.7", 1)
+    assert (plain.addresses[0].port, plain.use_tls, plain.database_id, plain.credentials) == (6379, False, 0, None)
+    # ElastiCache's auth token alone (no user): AUTH <token>, i.e. the default user.
+    token_only = glide_configuration("rediss://:secret@primary.cache:6379/0", 1)
+    assert token_only.credentials is not None
+    assert (token_only.credentials.username, token_only.credentials.password) == (None, "secret")
+    with pytest.raises(ValueError, match="redis:// or rediss://"):
+        glide_configuration("http://cache:6379", 1)
 
 
 # ---- one store, three real gateway processes
