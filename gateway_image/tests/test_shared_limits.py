@@ -376,17 +376,24 @@ def test_an_emptied_store_is_rebuilt_from_the_ledger(
     wait_for_spend(fleet.store, 8.4)
     assert fleet.store.command("FLUSHALL") == "OK"
     assert month_to_date(fleet.store) == (0, 0.0)
-    # As if nothing had happened: the fourth answer is still admitted, the fifth refused at the budget.
+    # The next request's check finds the month keys gone and rebuilds them from the ledger. This one asks for an
+    # unknown model (404, nothing spent) so that no answer of its own is in flight while the ledger is read: an
+    # answer that finishes within the ledger's batch delay of the rebuild is the documented gap (gateway README).
+    gone = httpx.post(
+        url + "/v1/chat/completions", json={**BODY, "model": "nope"}, headers={"Authorization": f"Bearer {KEY}"}
+    )
+    assert gone.status_code == 404
+    # The month keys come back only through the rebuild (usage alone never creates them): the ledger's 8.4.
+    wait_for_spend(fleet.store, 8.4)
+    assert month_to_date(fleet.store) == (45, pytest.approx(8.4))
+    # As if nothing had happened: the fourth answer is still admitted (8.4 < 10), the fifth refused at the budget.
     assert send([url], 1) == [200]
-    assert ledger_spend(pg_dsn, 4) == (4, pytest.approx(11.2))
-    # The month keys come back only through the rebuild (usage alone never creates them): 8.4 read from the
-    # ledger plus the fourth answer's 2.8, or 11.2 read at once if its row was written first; never counted twice.
     wait_for_spend(fleet.store, 11.2)
     assert month_to_date(fleet.store) == (60, pytest.approx(11.2))
     reply = httpx.post(url + "/v1/chat/completions", json=BODY, headers={"Authorization": f"Bearer {KEY}"})
     assert reply.status_code == 429 and reply.json()["error"]["code"] == "monthly_budget_exceeded"
     assert len(upstream.requests) == 4
     # /metrics reports the fleet's month-to-date from the store: equal to the ledger's sum.
-    _, ledger_sum = ledger_spend(pg_dsn, 5)  # the refusal has a row too, at no cost
+    _, ledger_sum = ledger_spend(pg_dsn, 6)  # the 404 and the refusal have rows too, at no cost
     assert metric(url, "llm_gateway_team_spend_usd", team="alpha") == pytest.approx(ledger_sum)
     assert ledger_sum == pytest.approx(11.2)
