@@ -1,14 +1,14 @@
 """What shared limits cost the gateway: the same gateway with and without `limit_store`, interleaved.
 
-Run: .venv/bin/python bench/limits.py [--rounds 3] [--duration 3] [--clients glide,hand]
+Run: .venv/bin/python bench/limits.py [--rounds 3] [--duration 3] [--clients hand,glide]
 
 Targets (each a `python -m llm_gateway` proxying to bench/gateway.py's fast fake upstream on 127.0.0.1):
   off   the team's limits counted in the gateway's memory (one replica)
-  glide the same limits in a redis-server on 127.0.0.1 (Debian's package, as in the tests): one Lua script call per
-        request (EVALSHA) through valkey-glide (the gateway's client), usage batched off the path
-  hand  the same, the check and the usage batches through another client swapped in for the run
-        (`llm_gateway.shared_limits.STORE_CLIENT`): the hand-written auto-pipelined RESP client the gateway used
-        before glide, taken from git (`--hand-from`, a commit that still has llm_gateway/store_client.py)
+  hand  the same limits in a redis-server on 127.0.0.1 (Debian's package, as in the tests): one Lua script call per
+        request (EVALSHA) over the gateway's hand-written auto-pipelined client (llm_gateway/store_client.py), usage
+        batched off the path
+  glide the same, the check and the usage batches through valkey-glide's client instead, swapped in for the run
+        (`llm_gateway.shared_limits.STORE_CLIENT = LimitStore`)
 Per round and target: wrk at 1 connection (p50, and the CPU time of the gateway per request) and at 32 connections
 (req/s), non-streaming. Rounds rotate the targets so that load from elsewhere hits all alike; the report gives the
 median of the rounds, the added p50 (on - off) and the req/s ratio (on / off). Targets of issue 12: added p50 < 0.5 ms
@@ -26,7 +26,6 @@ import os
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,34 +36,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gateway as bench
 
 PASSWORD = "bench-store-secret"
-HAND_FROM = "ff44ba4"  # main before glide: the last commit with llm_gateway/store_client.py
 
-# Runs the gateway with the hand-written client on the hot path (argv: folder holding store_client.py, config).
-HAND_LAUNCHER = """
+# Runs the gateway with glide's client on the hot path (argv: the config).
+GLIDE_LAUNCHER = """
 import runpy, sys
-sys.path.insert(0, sys.argv[1])
-import store_client
 import llm_gateway.shared_limits as limits
-from llm_gateway.shared_limits import CHECK_SCRIPT, RECORD_SCRIPT
-limits.STORE_CLIENT = lambda url, timeout: store_client.PipelinedStore(url, [CHECK_SCRIPT, RECORD_SCRIPT], timeout)
-limits.STORE_ERRORS = (*limits.STORE_ERRORS, store_client.StoreReplyError)
-sys.argv = ["llm_gateway", "--config", sys.argv[2]]
+limits.STORE_CLIENT = limits.LimitStore
+sys.argv = ["llm_gateway", "--config", sys.argv[1]]
 runpy.run_module("llm_gateway", run_name="__main__")
 """
-
-
-def hand_client(tmp: Path, commit: str) -> Path:
-    """The hand-written client's source from git, in a folder of its own (it imports nothing of the gateway)."""
-    folder = tmp / "hand-client"
-    folder.mkdir(exist_ok=True)
-    source = subprocess.run(
-        ["git", "-C", str(bench.ROOT), "show", f"{commit}:gateway_image/llm_gateway/store_client.py"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    (folder / "store_client.py").write_text(source)
-    return folder
 
 
 def start_redis(stack: contextlib.ExitStack, tmp: Path) -> str:
@@ -81,7 +61,7 @@ def start_redis(stack: contextlib.ExitStack, tmp: Path) -> str:
 
 
 def start_gateway(
-    stack: contextlib.ExitStack, tmp: Path, name: str, upstream_port: int, store_url: str | None, hand: Path | None
+    stack: contextlib.ExitStack, tmp: Path, name: str, upstream_port: int, store_url: str | None, glide: bool
 ) -> Any:
     port = bench.free_port()
     folder = tmp / name
@@ -95,8 +75,8 @@ def start_gateway(
     path.write_text(json.dumps(config, indent=2))
     log = folder / "gateway.log"
     argv = [sys.executable, "-m", "llm_gateway", "--config", str(path)]
-    if hand is not None:
-        argv = [sys.executable, "-c", HAND_LAUNCHER, str(hand), str(path)]
+    if glide:
+        argv = [sys.executable, "-c", GLIDE_LAUNCHER, str(path)]
     pid = stack.enter_context(bench.process(name, argv, log, env))
     bench.wait_ready(f"http://127.0.0.1:{port}/readyz", log)
     target = bench.Target(name, f"http://127.0.0.1:{port}/v1", {"Authorization": f"Bearer {bench.GATEWAY_KEY}"}, pid)
@@ -128,7 +108,7 @@ def measure(target: Any, duration_s: float, tmp: Path) -> dict[str, float]:
     }
 
 
-def check_cost(store_url: str, hand: Path | None, calls: int = 20_000) -> dict[str, float]:
+def check_cost(store_url: str, calls: int = 20_000) -> dict[str, float]:
     """Gateway CPU per limit check, in this process: the in-memory check vs the shared one at 1 and 32 at once.
 
     process_time counts every thread of the process: glide's Rust runtime threads are in it.
@@ -152,14 +132,9 @@ def check_cost(store_url: str, hand: Path | None, calls: int = 20_000) -> dict[s
         monthly_token_limit=10**15,
         monthly_budget_usd=10**9,
     )
-    clients: dict[str, Any] = {"glide": limits.LimitStore}
-    if hand is not None:
-        sys.path.insert(0, str(hand))
-        import store_client
-
-        clients["hand"] = lambda url, timeout: store_client.PipelinedStore(
-            url, [limits.CHECK_SCRIPT, limits.RECORD_SCRIPT], timeout
-        )
+    default = limits.STORE_CLIENT
+    clients: dict[str, Any] = {"hand": limits.pipelined_store, "glide": limits.LimitStore}
+    # redis-py is no dependency of the gateway: measured when the venv has it.
     with contextlib.suppress(ImportError):
         import redis.asyncio as redis_asyncio
 
@@ -189,7 +164,7 @@ def check_cost(store_url: str, hand: Path | None, calls: int = 20_000) -> dict[s
                 results[f"{name}_{concurrency}"] = await timed(shared.check, concurrency)
             assert shared.up, f"the store failed during the {name} run"
             await shared.close()
-        limits.STORE_CLIENT = limits.LimitStore
+        limits.STORE_CLIENT = default
 
     uvloop.run(run())
     return results
@@ -217,8 +192,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run")
-    parser.add_argument("--clients", default="glide,hand", help="store clients to run the gateway with: glide,hand")
-    parser.add_argument("--hand-from", default=HAND_FROM, help="git commit to take the hand-written client from")
+    parser.add_argument("--clients", default="hand,glide", help="store clients to run the gateway with: hand,glide")
     args = parser.parse_args()
     clients = [name for name in args.clients.split(",") if name]
     for tool in ("wrk", "redis-server"):
@@ -231,13 +205,12 @@ def main() -> int:
         stack.enter_context(bench.process("upstream", argv, tmp / "upstream.log"))
         bench.wait_ready(f"http://127.0.0.1:{upstream_port}/health", tmp / "upstream.log")
         store_url = start_redis(stack, tmp)
-        hand = hand_client(tmp, args.hand_from) if "hand" in clients else None
-        cost = check_cost(store_url, hand)
+        cost = check_cost(store_url)
         line = ", ".join(f"{name} {value:.1f}" for name, value in cost.items())
         print(f"CPU per limit check (us; <client>_<checks at once>): {line}", flush=True)
-        targets = {"off": start_gateway(stack, tmp, "off", upstream_port, None, None)}
+        targets = {"off": start_gateway(stack, tmp, "off", upstream_port, None, False)}
         for name in clients:
-            targets[name] = start_gateway(stack, tmp, name, upstream_port, store_url, hand if name == "hand" else None)
+            targets[name] = start_gateway(stack, tmp, name, upstream_port, store_url, name == "glide")
         rounds: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
         for index in range(args.rounds):
             names = list(targets)

@@ -1,8 +1,8 @@
 """Fleet-wide limits on Valkey/Redis: one round trip per request, usage added off the path.
 
 Design (a) of issue 12, chosen over locally leased quotas (b); docs/benchmarks.md has the trade-off in numbers:
-- The check is one EVALSHA (valkey-glide's client: one multiplexed connection, commands pipelined automatically,
-  `LimitStore` below) of a Lua script that reads the
+- The check is one EVALSHA (over store_client.py's auto-pipelined connection; every other call goes through
+  valkey-glide, `LimitStore` below) of a Lua script that reads the
   team's month-to-date tokens and spend, checks the requests-per-minute window, and counts the request,
   atomically (a script runs alone on the server).
 - Requests per minute use a sliding window counter: two fixed one-minute counters, the previous one weighted by
@@ -59,6 +59,7 @@ from .auth import TokenBucket
 from .config import ConfigError, LimitStoreConfig, TeamConfig
 from .errors import GatewayError
 from .metrics import Metrics
+from .store_client import PipelinedStore, StoreReplyError
 
 logger = logging.getLogger("llm_gateway.shared_limits")
 
@@ -75,12 +76,8 @@ FLUSH_INTERVAL_S = 0.05
 LOG_INTERVAL_S = 10.0
 
 
-class StoreReplyError(Exception):
-    """The store answered something the scripts never return."""
-
-
-# Failures the store's client can raise: its own errors (glide's TimeoutError, ConnectionError, ClosingError and the
-# server's error replies are GlideErrors), sockets, and our timeout around the rare calls.
+# Failures the store's clients can raise: their own errors (glide's TimeoutError, ConnectionError, ClosingError and the
+# server's error replies are GlideErrors), sockets, and our timeout around each call.
 STORE_ERRORS = (GlideError, StoreReplyError, OSError, TimeoutError, asyncio.TimeoutError)
 
 # KEYS: rpm current window, rpm previous window, month tokens, month spend.
@@ -186,12 +183,13 @@ def glide_configuration(url: str, timeout_s: float) -> GlideClientConfiguration:
 
 
 class LimitStore:
-    """The store as the limits use it: valkey-glide's asyncio client, created on the first call.
+    """The store through valkey-glide's asyncio client, created on the first call: the calls off the path (month
+    reads for /metrics, the probe, the rebuild's SET NX), and the check itself when swapped in (STORE_CLIENT).
 
     One client per gateway process: glide keeps one multiplexed connection and pipelines the commands of all
-    concurrent requests on it, so the check costs one round trip and no connection pool. Scripts go by EVALSHA and
-    are loaded again by glide when the store lost them (NOSCRIPT). Failures raise GlideError subclasses: TimeoutError
-    after timeout_s, ConnectionError while the store is unreachable.
+    concurrent requests on it, and reconnects by itself. Scripts go by EVALSHA and are loaded again by glide when
+    the store lost them (NOSCRIPT). Failures raise GlideError subclasses: TimeoutError after timeout_s,
+    ConnectionError while the store is unreachable.
     """
 
     def __init__(self, url: str, timeout_s: float) -> None:
@@ -229,8 +227,14 @@ class LimitStore:
             await client.close()
 
 
-# The hot path's client; bench/limits.py swaps in others to measure them side by side.
-STORE_CLIENT: Callable[[str, float], Any] = LimitStore
+def pipelined_store(url: str, timeout_s: float) -> PipelinedStore:
+    return PipelinedStore(url, [CHECK_SCRIPT, RECORD_SCRIPT], timeout_s=timeout_s)
+
+
+# The check's and the usage batches' client. glide runs them too (LimitStore), but costs the gateway 3-4 times the
+# CPU per check of the hand-written client: the gateway served 62-77% of its capacity without the store with glide,
+# against the issue's 85% (docs/benchmarks.md, "Shared limits"). bench/limits.py swaps LimitStore in to compare.
+STORE_CLIENT: Callable[[str, float], Any] = pipelined_store
 
 
 @dataclass
@@ -275,7 +279,7 @@ class SharedLimits:
                 "URL; it must hold the limit store's URL (redis[s]://:TOKEN@HOST:PORT/0)"
             )
         self.store = LimitStore(url, timeout)
-        # The check and the usage batches (the same client unless a benchmark swaps in another).
+        # The check and the usage batches (store_client.py, STORE_CLIENT says why).
         self.fast = self.store if STORE_CLIENT is LimitStore else STORE_CLIENT(url, timeout)
         self.up = True
         metrics.limit_store_up.set(1)

@@ -17,12 +17,20 @@ import asyncpg
 import httpx
 import pytest
 import yaml
+from llm_gateway import shared_limits
 from llm_gateway.accounting import Ledger
 from llm_gateway.config import ConfigError, LimitStoreConfig, TeamConfig
 from llm_gateway.errors import GatewayError
 from llm_gateway.ledger_migrations import migrate
 from llm_gateway.metrics import Metrics
-from llm_gateway.shared_limits import SharedLimits, glide_configuration, month_keys, rate_retry_after
+from llm_gateway.shared_limits import (
+    LimitStore,
+    SharedLimits,
+    glide_configuration,
+    month_keys,
+    pipelined_store,
+    rate_retry_after,
+)
 from redis_server import RedisServer, redis_server
 
 from conftest import KEY, Harness, backend, free_port, metric, sha256, team
@@ -286,7 +294,12 @@ def test_store_killed_fails_closed_with_503_in_openai_format(harness: Harness, f
 # ---- the rebuild from the ledger, through the MonthToDate seam (llm_gateway.ledger.month_to_date once merged)
 
 
-def test_two_replicas_rebuild_an_emptied_store_once(servers: Any, redis_server: RedisServer) -> None:
+# The check through both clients: the hand-written one (the gateway's) and glide's (bench/limits.py compares them).
+@pytest.mark.parametrize("client", ["hand", "glide"])
+def test_two_replicas_rebuild_an_emptied_store_once(
+    servers: Any, redis_server: RedisServer, client: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shared_limits, "STORE_CLIENT", {"hand": pipelined_store, "glide": LimitStore}[client])
     calls: list[str] = []
 
     async def from_ledger(team_name: str, now: dt.datetime) -> tuple[int, float]:
@@ -316,6 +329,7 @@ def test_two_replicas_rebuild_an_emptied_store_once(servers: Any, redis_server: 
                 await replicas[1].check("alpha")
             except GatewayError as error:
                 code = error.code
+            assert all(replica.up for replica in replicas)
             return written, month_to_date(redis_server), code
         finally:
             for replica in replicas:
