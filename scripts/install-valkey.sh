@@ -7,3 +7,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/apt-install-cli.sh redis-server redis-server redis-server
 redis-server --version
+# The tests read and change the store with redis-cli (redis-tools, a dependency of redis-server).
+redis-cli --version

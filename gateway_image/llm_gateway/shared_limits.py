@@ -1,7 +1,8 @@
 """Fleet-wide limits on Valkey/Redis: one round trip per request, usage added off the path.
 
 Design (a) of issue 12, chosen over locally leased quotas (b); docs/benchmarks.md has the trade-off in numbers:
-- The check is one EVALSHA (over store_client.py's auto-pipelined connection) of a Lua script that reads the
+- The check is one EVALSHA (over store_client.py's auto-pipelined connection; every other call goes through
+  valkey-glide, `LimitStore` below) of a Lua script that reads the
   team's month-to-date tokens and spend, checks the requests-per-minute window, and counts the request,
   atomically (a script runs alone on the server).
 - Requests per minute use a sliding window counter: two fixed one-minute counters, the previous one weighted by
@@ -35,9 +36,23 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
-import redis.asyncio as redis_asyncio
-from redis.exceptions import RedisError
+from glide import (
+    AdvancedGlideClientConfiguration,
+    BackoffStrategy,
+    ConditionalChange,
+    ExpirySet,
+    ExpiryType,
+    GlideClient,
+    GlideClientConfiguration,
+    GlideError,
+    Logger,
+    LogLevel,
+    NodeAddress,
+    Script,
+    ServerCredentials,
+)
 
 from .accounting import Ledger, seconds_to_next_month
 from .auth import TokenBucket
@@ -56,11 +71,14 @@ WINDOW_S = 60
 MONTH_KEY_GRACE_S = 35 * 86400  # a month's counters stay readable five weeks after it ended
 PROBE_INTERVAL_S = 0.5
 # Usage is sent at most this often: one pipeline for every team's usage of the interval, instead of a round trip
-# (~150 us of CPU with redis-py) per answer. Other replicas see an answer's cost up to this much later.
+# per answer. Other replicas see an answer's cost up to this much later.
 FLUSH_INTERVAL_S = 0.05
 LOG_INTERVAL_S = 10.0
-# Failures the store's client can raise: its own errors, sockets, and our timeout around each call.
-STORE_ERRORS = (RedisError, StoreReplyError, OSError, TimeoutError, asyncio.TimeoutError)
+
+
+# Failures the store's clients can raise: their own errors (glide's TimeoutError, ConnectionError, ClosingError and the
+# server's error replies are GlideErrors), sockets, and our timeout around each call.
+STORE_ERRORS = (GlideError, StoreReplyError, OSError, TimeoutError, asyncio.TimeoutError)
 
 # KEYS: rpm current window, rpm previous window, month tokens, month spend.
 # ARGV: rpm limit (0: none), share of the current window elapsed (0..1), token limit (0: none), budget (0: none).
@@ -133,6 +151,92 @@ def rate_retry_after(limit: int, previous: float, current: float, elapsed: float
     return max(1, math.ceil(seconds - 1e-9))
 
 
+def glide_configuration(url: str, timeout_s: float) -> GlideClientConfiguration:
+    """The glide client's settings from a redis:// or rediss:// URL (`redis[s]://[[user]:password@]host[:port][/db]`,
+    https://www.iana.org/assignments/uri-schemes/prov/redis and .../rediss).
+
+    rediss:// turns TLS on (ElastiCache's in-transit encryption); the password (the auth token) and user are
+    percent-decoded; timeout_s bounds every call, reconnection included, and the connection attempt.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        raise ValueError(f"limit store URL must start with redis:// or rediss://, not {parts.scheme}://")
+    credentials = None
+    if parts.password is not None:
+        username = unquote(parts.username) if parts.username else None
+        credentials = ServerCredentials(password=unquote(parts.password), username=username)
+    timeout_ms = max(1, round(timeout_s * 1000))
+    return GlideClientConfiguration(
+        [NodeAddress(parts.hostname or "127.0.0.1", parts.port or 6379)],
+        use_tls=parts.scheme == "rediss",
+        credentials=credentials,
+        database_id=int(parts.path.lstrip("/") or 0),
+        request_timeout=timeout_ms,
+        # glide reconnects by itself, forever, waiting up to 20 ms * 2^5 = 0.64 s (with jitter) between tries, so a
+        # store that comes back is used again within about a probe interval.
+        reconnect_strategy=BackoffStrategy(num_of_retries=5, factor=20, exponent_base=2),
+        # Connect on the first call, not at start-up: a gateway starts (and fails open or closed) with its store down.
+        lazy_connect=True,
+        advanced_config=AdvancedGlideClientConfiguration(connection_timeout=timeout_ms),
+        client_name="llm-gateway",
+    )
+
+
+class LimitStore:
+    """The store through valkey-glide's asyncio client, created on the first call: the calls off the path (month
+    reads for /metrics, the probe, the rebuild's SET NX), and the check itself when swapped in (STORE_CLIENT).
+
+    One client per gateway process: glide keeps one multiplexed connection and pipelines the commands of all
+    concurrent requests on it, and reconnects by itself. Scripts go by EVALSHA and are loaded again by glide when
+    the store lost them (NOSCRIPT). Failures raise GlideError subclasses: TimeoutError after timeout_s,
+    ConnectionError while the store is unreachable.
+    """
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        # glide's core logs every failed reconnection (WARN, to the console) while the store is down: the gateway
+        # reports that itself, rate-limited (_failed); keep the core's errors. A no-op if a logger was set before.
+        Logger.init(LogLevel.ERROR)
+        self.configuration = glide_configuration(url, timeout_s)
+        self.scripts: dict[str, Script] = {}
+        self._client: GlideClient | None = None
+        self._creating: asyncio.Task[GlideClient] | None = None
+
+    async def client(self) -> GlideClient:
+        if self._client is not None:
+            return self._client
+        if self._creating is None or self._creating.done():
+            self._creating = asyncio.get_running_loop().create_task(GlideClient.create(self.configuration))
+        self._client = await asyncio.shield(self._creating)
+        return self._client
+
+    async def evalsha(self, source: str, keys: list[str], args: list[str | int | float]) -> Any:
+        script = self.scripts.get(source)
+        if script is None:
+            script = self.scripts[source] = Script(source)
+        client = self._client or await self.client()
+        return await client.invoke_script(script, keys, [str(arg) for arg in args])
+
+    def reset(self) -> None:
+        """Nothing to drop: glide matches replies to calls and reconnects by itself."""
+
+    async def close(self) -> None:
+        if self._creating is not None and not self._creating.done():
+            self._creating.cancel()
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+
+def pipelined_store(url: str, timeout_s: float) -> PipelinedStore:
+    return PipelinedStore(url, [CHECK_SCRIPT, RECORD_SCRIPT], timeout_s=timeout_s)
+
+
+# The check's and the usage batches' client. glide runs them too (LimitStore), but costs the gateway 3-4 times the
+# CPU per check of the hand-written client: the gateway served 62-77% of its capacity without the store with glide,
+# against the issue's 85% (docs/benchmarks.md, "Shared limits"). bench/limits.py swaps LimitStore in to compare.
+STORE_CLIENT: Callable[[str, float], Any] = pipelined_store
+
+
 @dataclass
 class Known:
     """The team's month-to-date as last seen in the store, and this replica's own usage at that moment."""
@@ -174,11 +278,9 @@ class SharedLimits:
                 f"limit_store.url_env: environment variable {config.url_env} does not hold a redis:// or rediss:// "
                 "URL; it must hold the limit store's URL (redis[s]://:TOKEN@HOST:PORT/0)"
             )
-        self.client: Any = redis_asyncio.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, max_connections=256
-        )
-        # The check, on the path, goes over one auto-pipelined connection (store_client.py says why).
-        self.fast = PipelinedStore(url, [CHECK_SCRIPT, RECORD_SCRIPT], timeout_s=timeout)
+        self.store = LimitStore(url, timeout)
+        # The check and the usage batches (store_client.py, STORE_CLIENT says why).
+        self.fast = self.store if STORE_CLIENT is LimitStore else STORE_CLIENT(url, timeout)
         self.up = True
         metrics.limit_store_up.set(1)
         self._known: dict[str, Known] = {}
@@ -272,7 +374,8 @@ class SharedLimits:
         if self.up and names:
             try:
                 async with asyncio.timeout(max(self.config.timeout_s, 0.5)):
-                    values = await self.client.mget([month_keys(name, now)[1] for name in names])
+                    client = await self.store.client()
+                    values = await client.mget([month_keys(name, now)[1] for name in names])
                 return {
                     name: float(value) if value is not None else self._estimate(name)[1]
                     for name, value in zip(names, values, strict=True)
@@ -378,7 +481,7 @@ class SharedLimits:
             await asyncio.sleep(PROBE_INTERVAL_S)
             try:
                 async with asyncio.timeout(max(self.config.timeout_s, 0.5)):
-                    await self.client.ping()
+                    await (await self.store.client()).ping()
             except STORE_ERRORS:
                 self.metrics.child(self.metrics.limit_store_errors, "ping").inc()
                 continue
@@ -448,10 +551,13 @@ class SharedLimits:
             expiry = month_expiry(now)
             tokens_key, spend_key = month_keys(team, now)
             async with asyncio.timeout(max(self.config.timeout_s, 1.0)):
-                async with self.client.pipeline(transaction=False) as pipe:
-                    pipe.set(tokens_key, int(tokens), nx=True, exat=expiry)
-                    pipe.set(spend_key, repr(float(spend)), nx=True, exat=expiry)
-                    written = await pipe.execute()
+                client = await self.store.client()
+                only_new, until = ConditionalChange.ONLY_IF_DOES_NOT_EXIST, ExpirySet(ExpiryType.UNIX_SEC, expiry)
+                # Both sets leave in one write (glide pipelines); SET NX answers None when the key was there.
+                written = await asyncio.gather(
+                    client.set(tokens_key, str(int(tokens)), conditional_set=only_new, expiry=until),
+                    client.set(spend_key, repr(float(spend)), conditional_set=only_new, expiry=until),
+                )
             if any(written):
                 logger.warning("rebuilt month-to-date of team %s: %d tokens, $%.6f", team, tokens, spend)
             elif held[0] or held[1]:
@@ -480,9 +586,10 @@ class SharedLimits:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, *STORE_ERRORS):
                     await task
-        await self.fast.close()
         with contextlib.suppress(*STORE_ERRORS):
-            await self.client.aclose()
+            if self.fast is not self.store:
+                await self.fast.close()
+            await self.store.close()
 
 
 def _add(table: dict[tuple[str, str], list[float]], key: tuple[str, str], usage: list[float]) -> None:

@@ -17,6 +17,9 @@ import pytest
 
 PASSWORD = "test-store-secret"
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+# redis-cli comes with the server (Debian's redis-server depends on redis-tools): the tests read and change the store
+# with it, independently of the gateway's own client.
+REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 
 
 def _free_port() -> int:
@@ -71,6 +74,12 @@ class RedisServer:
                 return b"+PONG" in _read_until(sock, b"+PONG", 0.5)
         except OSError:
             return False
+
+    def command(self, *args: str) -> str:
+        """One command through redis-cli; its reply as redis-cli prints it (nil: an empty string)."""
+        argv = [REDIS_CLI, "-h", "127.0.0.1", "-p", str(self.port), "--no-auth-warning", "-a", PASSWORD, *args]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=True)
+        return done.stdout.strip()
 
     def kill(self) -> None:
         """SIGKILL: the store vanishes with all its keys (no persistence)."""

@@ -13,15 +13,24 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
-import redis
 import yaml
+from llm_gateway import shared_limits
 from llm_gateway.accounting import Ledger
 from llm_gateway.config import ConfigError, LimitStoreConfig, TeamConfig
 from llm_gateway.errors import GatewayError
+from llm_gateway.ledger_migrations import migrate
 from llm_gateway.metrics import Metrics
-from llm_gateway.shared_limits import SharedLimits, month_keys, rate_retry_after
+from llm_gateway.shared_limits import (
+    LimitStore,
+    SharedLimits,
+    glide_configuration,
+    month_keys,
+    pipelined_store,
+    rate_retry_after,
+)
 from redis_server import RedisServer, redis_server
 
 from conftest import KEY, Harness, backend, free_port, metric, sha256, team
@@ -46,6 +55,27 @@ def test_rate_retry_after_hand_worked() -> None:
     # Limit 100, previous 100, current 40, 30% in: 70 + 40 + 1 > 100; the previous must weigh <= 59 / 100, i.e.
     # 41% elapsed: 11% of 60 s = 6.6 s -> 7.
     assert rate_retry_after(100, 100, 40, 0.3) == 7
+
+
+def test_glide_configuration_from_the_store_url() -> None:
+    # redis[s]://[user[:password]@]host[:port][/db] (IANA, https://www.iana.org/assignments/uri-schemes/prov/rediss):
+    # rediss is TLS; userinfo is percent-encoded ("%40" is "@", as infra's store URL builder writes an auth token).
+    config = glide_configuration("rediss://gateway:t%40ken%2F1@cache.example.internal:6380/2", 0.25)
+    address = config.addresses[0]
+    assert (address.host, address.port, config.use_tls, config.database_id) == ("cache.example.internal", 6380, True, 2)
+    assert config.credentials is not None
+    assert (config.credentials.username, config.credentials.password) == ("gateway", "t@ken/1")
+    assert config.request_timeout == 250  # milliseconds (glide's unit) from timeout_s
+    assert config.advanced_config is not None and config.advanced_config.connection_timeout == 250
+    # Defaults of the scheme: port 6379, database 0; no userinfo, no AUTH; redis:// is plain TCP.
+    plain = glide_configuration("redis://10.0.3.7", 1)
+    assert (plain.addresses[0].port, plain.use_tls, plain.database_id, plain.credentials) == (6379, False, 0, None)
+    # ElastiCache's auth token alone (no user): AUTH <token>, i.e. the default user.
+    token_only = glide_configuration("rediss://:secret@primary.cache:6379/0", 1)
+    assert token_only.credentials is not None
+    assert (token_only.credentials.username, token_only.credentials.password) == (None, "secret")
+    with pytest.raises(ValueError, match="redis:// or rediss://"):
+        glide_configuration("http://cache:6379", 1)
 
 
 # ---- one store, three real gateway processes
@@ -143,14 +173,9 @@ def send(urls: list[str], total: int, concurrency: int = 12) -> list[int]:
     return asyncio.run(_send(urls, total, concurrency))
 
 
-def store_client(store: RedisServer) -> redis.Redis:
-    return redis.Redis.from_url(store.url, decode_responses=True)
-
-
 def month_to_date(store: RedisServer, name: str = "alpha") -> tuple[int, float]:
     tokens_key, spend_key = month_keys(name, dt.datetime.now(dt.UTC))
-    with store_client(store) as client:
-        return int(client.get(tokens_key) or 0), float(client.get(spend_key) or 0)
+    return int(store.command("GET", tokens_key) or 0), float(store.command("GET", spend_key) or 0)
 
 
 def test_three_gateways_hold_one_rate_limit(harness: Harness, fleet: Fleet) -> None:
@@ -269,7 +294,12 @@ def test_store_killed_fails_closed_with_503_in_openai_format(harness: Harness, f
 # ---- the rebuild from the ledger, through the MonthToDate seam (llm_gateway.ledger.month_to_date once merged)
 
 
-def test_two_replicas_rebuild_an_emptied_store_once(servers: Any, redis_server: RedisServer) -> None:
+# The check through both clients: the hand-written one (the gateway's) and glide's (bench/limits.py compares them).
+@pytest.mark.parametrize("client", ["hand", "glide"])
+def test_two_replicas_rebuild_an_emptied_store_once(
+    servers: Any, redis_server: RedisServer, client: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shared_limits, "STORE_CLIENT", {"hand": pipelined_store, "glide": LimitStore}[client])
     calls: list[str] = []
 
     async def from_ledger(team_name: str, now: dt.datetime) -> tuple[int, float]:
@@ -299,6 +329,7 @@ def test_two_replicas_rebuild_an_emptied_store_once(servers: Any, redis_server: 
                 await replicas[1].check("alpha")
             except GatewayError as error:
                 code = error.code
+            assert all(replica.up for replica in replicas)
             return written, month_to_date(redis_server), code
         finally:
             for replica in replicas:
@@ -317,3 +348,66 @@ def test_a_missing_store_url_fails_with_the_key_path(monkeypatch: pytest.MonkeyP
     with pytest.raises(ConfigError) as caught:
         SharedLimits(LimitStoreConfig(), [], Metrics(), Ledger())
     assert str(caught.value).startswith("limit_store.url_env: environment variable LIMIT_STORE_URL is not set")
+
+
+# ---- both real stores: the month-to-date rebuilt from the ledger (PostgreSQL) when the store (redis) loses it
+
+
+def ledger_spend(dsn: str, count: int) -> tuple[int, float]:
+    """The ledger's (rows, sum of cost_usd), once it holds `count` rows (batches are written every 50 ms here)."""
+
+    async def read() -> tuple[int, float]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            found = await conn.fetchrow("SELECT count(*) AS n, coalesce(sum(cost_usd), 0) AS usd FROM usage_ledger")
+            return int(found["n"]), float(found["usd"])
+        finally:
+            await conn.close()
+
+    for _ in range(200):
+        rows, spend = asyncio.run(read())
+        if rows >= count:
+            return rows, spend
+        time.sleep(0.02)
+    raise AssertionError(f"the ledger never held {count} rows: {rows}")
+
+
+def test_an_emptied_store_is_rebuilt_from_the_ledger(
+    harness: Harness, fleet: Fleet, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asyncio.run(migrate(pg_dsn))
+    monkeypatch.setenv("LEDGER_DSN", pg_dsn)  # the gateway process inherits it (Fleet passes os.environ)
+    upstream = harness.upstream("a")
+    config = {
+        **fleet_config(upstream, monthly_budget_usd=10),
+        "limit_store": {"replicas": 1, "timeout_s": 0.5},
+        "ledger": {"spool_path": str(fleet.tmp_path / "spool"), "batch_max_delay_s": 0.05},
+    }
+    (url,) = fleet.start(config, count=1)
+    # Each answer costs 2.8 USD (PRICING): three answers spend 8.4 of the budget of 10, the fourth crosses it.
+    assert send([url], 3, concurrency=1) == [200, 200, 200]
+    assert ledger_spend(pg_dsn, 3) == (3, pytest.approx(8.4))
+    wait_for_spend(fleet.store, 8.4)
+    assert fleet.store.command("FLUSHALL") == "OK"
+    assert month_to_date(fleet.store) == (0, 0.0)
+    # The next request's check finds the month keys gone and rebuilds them from the ledger. This one asks for an
+    # unknown model (404, nothing spent) so that no answer of its own is in flight while the ledger is read: an
+    # answer that finishes within the ledger's batch delay of the rebuild is the documented gap (gateway README).
+    gone = httpx.post(
+        url + "/v1/chat/completions", json={**BODY, "model": "nope"}, headers={"Authorization": f"Bearer {KEY}"}
+    )
+    assert gone.status_code == 404
+    # The month keys come back only through the rebuild (usage alone never creates them): the ledger's 8.4.
+    wait_for_spend(fleet.store, 8.4)
+    assert month_to_date(fleet.store) == (45, pytest.approx(8.4))
+    # As if nothing had happened: the fourth answer is still admitted (8.4 < 10), the fifth refused at the budget.
+    assert send([url], 1) == [200]
+    wait_for_spend(fleet.store, 11.2)
+    assert month_to_date(fleet.store) == (60, pytest.approx(11.2))
+    reply = httpx.post(url + "/v1/chat/completions", json=BODY, headers={"Authorization": f"Bearer {KEY}"})
+    assert reply.status_code == 429 and reply.json()["error"]["code"] == "monthly_budget_exceeded"
+    assert len(upstream.requests) == 4
+    # /metrics reports the fleet's month-to-date from the store: equal to the ledger's sum.
+    _, ledger_sum = ledger_spend(pg_dsn, 6)  # the 404 and the refusal have rows too, at no cost
+    assert metric(url, "llm_gateway_team_spend_usd", team="alpha") == pytest.approx(ledger_sum)
+    assert ledger_sum == pytest.approx(11.2)
