@@ -314,6 +314,14 @@ def kv_budget(lengths: list[int], concurrency: int, replicas: int, kv_tokens: in
     }
 
 
+def hit_ceiling(lengths: list[int], turns: int, block_size: int) -> float:
+    """The most any policy can hit, in tokens: each turn finds its conversation's previous prompt cached, in whole
+    blocks (vLLM caches full blocks only), and a first turn finds nothing (the shared system prompts, a block or so,
+    are left out). `lengths` in workload order, `turns` a conversation."""
+    hits = sum((lengths[i - 1] // block_size) * block_size for i in range(len(lengths)) if i % turns)
+    return hits / sum(lengths)
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
@@ -404,7 +412,9 @@ def main() -> int:
             wait_ready(server.root_url + "/health", server.log_path, 300)
         replicas = [started[f"replica{i}"] for i in range(args.replicas)]
         lengths = prompt_tokens(workload(args), args, work / "replica0" / "tiny-llama")
-        print(json.dumps(kv_budget(lengths, args.concurrency, args.replicas, args.kv_tokens)), flush=True)
+        budget = kv_budget(lengths, args.concurrency, args.replicas, args.kv_tokens)
+        budget["hit_rate_ceiling"] = round(hit_ceiling(lengths, args.turns, args.block_size), 3)
+        print(json.dumps(budget), flush=True)
         print(f"load average: {os.getloadavg()}", flush=True)
         results.append(run_one(work, [started["single"]], "least_outstanding", args))
         results[-1]["run"] = f"single replica, {args.replicas}x cache"

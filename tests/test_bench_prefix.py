@@ -45,3 +45,9 @@ def test_the_scarce_kv_profile_fits_once_across_two_replicas_but_not_on_each(tmp
     assert budget["fits_once_across_replicas"] and not budget["fits_on_every_replica"], budget
     assert budget["working_set_tokens"] <= budget["single_replica_kv_tokens"], budget
     assert budget["max_prompt_tokens"] + 8 <= args.max_model_len <= args.kv_tokens, budget
+
+
+def test_hit_ceiling_counts_the_previous_prompt_in_whole_blocks() -> None:
+    # Two conversations of 3 turns, prompts of 40, 100, 170 tokens, blocks of 32: turn 2 can hit 32 tokens (one
+    # whole block of 40), turn 3 96 (three of 100), turn 1 nothing: (32 + 96) x 2 / (310 x 2) = 128 / 310.
+    assert prefix.hit_ceiling([40, 100, 170, 40, 100, 170], turns=3, block_size=32) == 128 / 310
