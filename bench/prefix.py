@@ -1,6 +1,6 @@
 """Cache-aware balancing measured on real vLLM CPU replicas: the same workload once per gateway policy.
 
-Run: .venv/bin/python bench/prefix.py [--profile reference|scarce-kv] [--replicas 2] [--concurrency 6] [--seed 1]
+Run: .venv/bin/python bench/prefix.py [--profile scarce-kv|roomy-kv] [--replicas 2] [--concurrency 6] [--seed 1]
 (a profile sets the workload's defaults, PROFILES below; any option given beside it wins).
 
 What runs (every process started here is stopped on exit; all on 127.0.0.1):
@@ -349,13 +349,14 @@ def run_one(work: Path, servers: list[Any], run: str, args: argparse.Namespace) 
     }
 
 
-# Workloads worth keeping (docs/benchmarks.md, runs C and E). reference: the argparse defaults, 6 conversations in
-# progress with long histories in a KV cache roomy enough that each replica keeps most of them. scarce-kv: the
-# production regime, where the KV cache is the scarce resource: 16 conversations in progress with short shared
-# system prompts (the unique history dominates) and a cache per replica that holds the working set once across the
-# replicas but not on each (kv_budget prints the figures).
+# Workloads worth keeping (docs/benchmarks.md, runs C and E); the options' own defaults are roomy-kv's.
+# scarce-kv, the default since run E, is the production regime, where the KV cache is the scarce resource: 16
+# conversations in progress with short shared system prompts (the unique history dominates) and a cache per replica
+# that holds the working set once across the replicas but not on each (kv_budget prints the figures), so the copies
+# that least_outstanding spreads over every replica evict each other. roomy-kv (run C): 6 conversations in progress
+# with long histories and long system prompts, in caches large enough that each replica keeps most of them.
 PROFILES: dict[str, dict[str, Any]] = {
-    "reference": {},
+    "roomy-kv": {},
     "scarce-kv": {
         "conversations": 48,
         "turns": 6,
@@ -371,7 +372,7 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="reference", help="the workload's defaults")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="scarce-kv", help="the workload's defaults")
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--groups", type=int, default=8)
     parser.add_argument("--conversations", type=int, default=24)

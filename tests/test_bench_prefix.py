@@ -24,11 +24,12 @@ def test_kv_budget_of_hand_worked_prompts() -> None:
 
 
 def test_a_profile_sets_defaults_and_an_explicit_option_wins() -> None:
-    # The reference workload is run C of docs/benchmarks.md: 6 clients, 4,096 KV tokens a replica.
-    reference = prefix.parse_args([])
-    assert (reference.concurrency, reference.kv_tokens, reference.turns) == (6, 4096, 8)
-    scarce = prefix.parse_args(["--profile", "scarce-kv"])
-    assert (scarce.concurrency, scarce.kv_tokens, scarce.conversations, scarce.system_words) == (16, 3584, 48, 20)
+    # roomy-kv is run C of docs/benchmarks.md: 6 clients, 4,096 KV tokens a replica, 24 conversations of 8 turns.
+    roomy = prefix.parse_args(["--profile", "roomy-kv"])
+    assert (roomy.concurrency, roomy.kv_tokens, roomy.conversations, roomy.turns) == (6, 4096, 24, 8)
+    # scarce-kv, the default, is run E: 16 clients, 3,584 KV tokens a replica, 48 conversations of 6 turns.
+    scarce = prefix.parse_args([])
+    assert (scarce.concurrency, scarce.kv_tokens, scarce.conversations, scarce.turns) == (16, 3584, 48, 6)
     assert prefix.parse_args(["--concurrency", "12", "--profile", "scarce-kv"]).concurrency == 12
 
 
