@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench import prefix
 
 
@@ -33,6 +35,7 @@ def test_a_profile_sets_defaults_and_an_explicit_option_wins() -> None:
     assert prefix.parse_args(["--concurrency", "12", "--profile", "scarce-kv"]).concurrency == 12
 
 
+@pytest.mark.vllm  # the tiny model's tokenizer needs torch and transformers, from the vLLM CPU build
 def test_the_scarce_kv_profile_fits_once_across_two_replicas_but_not_on_each(tmp_path: Path) -> None:
     """The regime run E claims, counted with the tiny model's own tokenizer and chat template: the conversations in
     progress fit in the replicas' caches together, not in any one, and in the single replica's N x cache."""
