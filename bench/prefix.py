@@ -1,6 +1,7 @@
 """Cache-aware balancing measured on real vLLM CPU replicas: the same workload once per gateway policy.
 
-Run: .venv/bin/python bench/prefix.py [--replicas 2] [--conversations 48] [--concurrency 6] [--seed 1]
+Run: .venv/bin/python bench/prefix.py [--profile scarce-kv|roomy-kv] [--replicas 2] [--concurrency 6] [--seed 1]
+(a profile sets the workload's defaults, PROFILES below; any option given beside it wins).
 
 What runs (every process started here is stopped on exit; all on 127.0.0.1):
   - `--replicas` vLLM CPU servers (the tiny Llama of tests/tiny_model.py, the local stack's arguments via
@@ -13,6 +14,8 @@ The workload (`workload()`), the same for every run but for a per-run salt at th
 run reuses another's cache): `--groups` applications each with its own long system prompt, chosen with Zipf-skewed
 popularity; `--conversations` conversations of `--turns` turns, each turn the whole history plus a new question;
 `--concurrency` clients, each running its conversations turn after turn (a turn waits for the previous answer).
+Before the runs it prints the KV arithmetic of the workload (kv_budget): the prompts' token counts under the model's
+own chat template, the working set of the conversations in progress, and whether it fits in one replica's cache.
 Reported per run: vLLM's own prefix-cache hit rate (deltas of vllm:prefix_cache_hits_total / queries_total over
 every replica), the client's time to first token p50/p99 (streamed, first content chunk) and requests/s.
 """
@@ -276,6 +279,49 @@ async def drive(base_url: str, conversations: list[Conversation], args: argparse
         return ttfts, time.perf_counter() - started
 
 
+def prompt_tokens(conversations: list[Conversation], args: argparse.Namespace, model_dir: Path) -> list[int]:
+    """Each request's prompt length in tokens, rendered by the model's own chat template (the salt is as long as
+    run_one's), in workload order."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    lengths = []
+    for conversation in conversations:
+        for turn in range(args.turns):
+            text = tokenizer.apply_chat_template(
+                messages(conversation, turn, "0" * 8), tokenize=False, add_generation_prompt=True
+            )
+            lengths.append(len(tokenizer(text, add_special_tokens=False)["input_ids"]))
+    return lengths
+
+
+def kv_budget(lengths: list[int], concurrency: int, replicas: int, kv_tokens: int) -> dict[str, Any]:
+    """The cache the conversations in progress need. Between two turns a conversation's cached state is its last
+    prompt, so `concurrency` conversations at a random turn hold about concurrency x the mean prompt: the working
+    set. Under least_outstanding every replica sees every conversation and needs all of it; under an affinity policy
+    each conversation lives on one replica, which needs working set / replicas."""
+    mean = sum(lengths) / len(lengths)
+    working_set = concurrency * mean
+    return {
+        "mean_prompt_tokens": round(mean),
+        "max_prompt_tokens": max(lengths),
+        "working_set_tokens": round(working_set),
+        "per_replica_if_affine": round(working_set / replicas),
+        "kv_tokens_per_replica": kv_tokens,
+        "fits_once_across_replicas": working_set / replicas <= kv_tokens,
+        "fits_on_every_replica": working_set <= kv_tokens,
+        "single_replica_kv_tokens": kv_tokens * replicas,
+    }
+
+
+def hit_ceiling(lengths: list[int], turns: int, block_size: int) -> float:
+    """The most any policy can hit, in tokens: each turn finds its conversation's previous prompt cached, in whole
+    blocks (vLLM caches full blocks only), and a first turn finds nothing (the shared system prompts, a block or so,
+    are left out). `lengths` in workload order, `turns` a conversation."""
+    hits = sum((lengths[i - 1] // block_size) * block_size for i in range(len(lengths)) if i % turns)
+    return hits / sum(lengths)
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
@@ -303,8 +349,30 @@ def run_one(work: Path, servers: list[Any], run: str, args: argparse.Namespace) 
     }
 
 
-def main() -> int:
+# Workloads worth keeping (docs/benchmarks.md, runs C and E); the options' own defaults are roomy-kv's.
+# scarce-kv, the default since run E, is the production regime, where the KV cache is the scarce resource: 16
+# conversations in progress with short shared system prompts (the unique history dominates) and a cache per replica
+# that holds the working set once across the replicas but not on each (kv_budget prints the figures), so the copies
+# that least_outstanding spreads over every replica evict each other. roomy-kv (run C): 6 conversations in progress
+# with long histories and long system prompts, in caches large enough that each replica keeps most of them.
+PROFILES: dict[str, dict[str, Any]] = {
+    "roomy-kv": {},
+    "scarce-kv": {
+        "conversations": 48,
+        "turns": 6,
+        "system_words": 20,
+        "question_words": 30,
+        "answer_words": 20,
+        "concurrency": 16,
+        "kv_tokens": 3584,
+        "max_model_len": 1024,
+    },
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="scarce-kv", help="the workload's defaults")
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--groups", type=int, default=8)
     parser.add_argument("--conversations", type=int, default=24)
@@ -320,7 +388,13 @@ def main() -> int:
     parser.add_argument("--policies", default="least_outstanding,prefix_aware,prefix_aware:1,session")
     parser.add_argument("--load-margin", type=int, default=2, help="the gateway's balancing.load_margin")
     parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args()
+    chosen, _ = parser.parse_known_args(argv)
+    parser.set_defaults(**PROFILES[chosen.profile])
+    return parser.parse_args(argv)
+
+
+def main() -> int:
+    args = parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-prefix-") as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
@@ -338,12 +412,18 @@ def main() -> int:
         for server in started.values():
             wait_ready(server.root_url + "/health", server.log_path, 300)
         replicas = [started[f"replica{i}"] for i in range(args.replicas)]
+        lengths = prompt_tokens(workload(args), args, work / "replica0" / "tiny-llama")
+        budget = kv_budget(lengths, args.concurrency, args.replicas, args.kv_tokens)
+        budget["hit_rate_ceiling"] = round(hit_ceiling(lengths, args.turns, args.block_size), 3)
+        print(json.dumps(budget), flush=True)
+        print(f"load average: {os.getloadavg()}", flush=True)
         results.append(run_one(work, [started["single"]], "least_outstanding", args))
         results[-1]["run"] = f"single replica, {args.replicas}x cache"
         for policy in args.policies.split(","):
             results.append(run_one(work, replicas, policy, args))
             print(json.dumps(results[-1]), flush=True)
     print(json.dumps(vars(args)))
+    print(f"load average at the end: {os.getloadavg()}")
     print("| run | requests | prefix cache hit rate | TTFT p50 ms | TTFT p99 ms | requests/s |")
     print("|---|---|---|---|---|---|")
     for r in results:
