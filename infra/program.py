@@ -133,7 +133,6 @@ def _aws(
     import pulumi_aws as aws
 
     from components.cluster import Cluster
-    from components.gpu_node_group import GpuNodeGroup
     from components.network import Network
     from infra.controllers import wire_aws_controllers
     from infra.karpenter_wiring import wire_karpenter_pools
@@ -148,13 +147,7 @@ def _aws(
     # A first `up` must not start vLLM pods before their nodes, gp3 volumes and (below, in wire_serving) the device
     # plugin exist: their await would run out while nothing can schedule.
     workload_dependencies.append(cluster.storage_class)
-    for group, group_plan in zip(platform.gpu_node_groups, plan.groups, strict=True):
-        if group.provisioner != "managed":
-            continue
-        gpu_group = GpuNodeGroup(
-            group_plan.component_name, _gpu_node_group_args(group, group_plan, cluster, network, tags), opts=opts
-        )
-        workload_dependencies.append(gpu_group.node_group)
+    workload_dependencies += _managed_gpu_groups(platform, plan, cluster, network, tags, opts)
 
     def karpenter(addons: pulumi.Resource) -> None:
         # Karpenter's controller gets its AWS credentials from the Pod Identity agent add-on.
@@ -178,6 +171,28 @@ def _aws(
     outputs["kubeconfig"] = cluster.kubeconfig
     outputs["vpc_id"] = network.vpc_id
     return cluster.provider, provider
+
+
+def _managed_gpu_groups(
+    platform: PlatformConfig,
+    plan: Plan,
+    cluster: Cluster,
+    network: Network,
+    tags: dict[str, str],
+    opts: pulumi.ResourceOptions,
+) -> list[pulumi.Resource]:
+    """The managed GPU node groups (Karpenter pools are wired with their controller); their node groups."""
+    from components.gpu_node_group import GpuNodeGroup
+
+    node_groups: list[pulumi.Resource] = []
+    for group, group_plan in zip(platform.gpu_node_groups, plan.groups, strict=True):
+        if group.provisioner != "managed":
+            continue
+        gpu_group = GpuNodeGroup(
+            group_plan.component_name, _gpu_node_group_args(group, group_plan, cluster, network, tags), opts=opts
+        )
+        node_groups.append(gpu_group.node_group)
+    return node_groups
 
 
 def _network_args(platform: PlatformConfig, cluster_name: str, tags: dict[str, str]) -> NetworkArgs:

@@ -111,7 +111,13 @@ def test_provider_and_vllm_keys_come_from_a_secret_by_reference() -> None:
     result = rendered("prod")
     secret = _object(result, "Secret", "llm-gateway-credentials")
     # The provider marks the whole map secret; the render masks each value and keeps the keys.
-    assert secret["stringData"] == {"OPENAI_API_KEY": "[secret]", "VLLM_API_KEY": "[secret]"}
+    # The ledger's DSN and the limit store's URL carry the RDS password and the ElastiCache token: secrets too.
+    assert secret["stringData"] == {
+        "LEDGER_DSN": "[secret]",
+        "LIMIT_STORE_URL": "[secret]",
+        "OPENAI_API_KEY": "[secret]",
+        "VLLM_API_KEY": "[secret]",
+    }
     env = _object(result, "Deployment", "llm-gateway")["spec"]["template"]["spec"]["containers"][0]["env"]
     assert all("value" not in variable for variable in env)
     assert {v["valueFrom"]["secretKeyRef"]["name"] for v in env} == {"llm-gateway-credentials"}
