@@ -106,6 +106,28 @@ def _gateway_rules(settings: AlertSettings) -> list[dict[str, Any]]:
             "backend is failing or saturated, and fallbacks often cost more.",
         ),
         _alert(
+            "ModelWakeTimedOut",
+            # The activator (gateway) held requests for a model at zero longer than its wake deadline: the model
+            # did not come up (no GPU capacity, image pull, a crash loop) and clients got 503s.
+            """sum by (backend) (increase(llm_gateway_wake_requests_total{outcome="timed_out"}[10m])) > 0""",
+            0,
+            "critical",
+            "Requests for {{ $labels.backend }} timed out waiting for it to wake from zero",
+            "A model scaled to zero did not get a ready pod within its wake deadline: clients got 503 "
+            "(wake_timeout). The cold start failed or takes longer than planned.",
+        ),
+        _alert(
+            "LimitStoreFailing",
+            # Shared limits (Valkey/Redis): while calls fail the gateway fails open (each replica enforces its
+            # share) or closed (503 to every client), as the stack says; either way the fleet-wide count is off.
+            """sum(rate(llm_gateway_limit_store_errors_total[5m])) > 0""",
+            5,
+            "critical",
+            "Calls from the gateway to its limit store fail",
+            "Calls to the shared-limits store (Valkey/Redis) fail or time out: limits are enforced per replica "
+            "(fail open) or every request is refused (fail closed).",
+        ),
+        _alert(
             "TeamNearMonthlyBudget",
             # Every gateway replica reports the team's month-to-date spend; max avoids counting it per replica.
             f"""max by (team) (llm_gateway_team_spend_usd) / max by (team) (llm_gateway_team_budget_usd > 0)

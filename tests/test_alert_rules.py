@@ -14,7 +14,14 @@ import yaml
 
 from infra import render
 from tests.conftest import rendered
-from tests.test_dashboards import GATEWAY_CONTRACT, dcgm_metric_names, metric_names, vllm_metric_names
+from tests.test_dashboards import (  # noqa: F401 (gateway_page, gateway_names: fixtures of the real gateway)
+    GATEWAY_CONTRACT,
+    dcgm_metric_names,
+    gateway_names,
+    gateway_page,
+    metric_names,
+    vllm_metric_names,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMTOOL_TESTS = Path(__file__).parent / "promtool" / "alerts_test.yaml"
@@ -26,6 +33,8 @@ KUBE_STATE_METRICS = {
     "kube_node_status_condition",
     "kube_node_status_capacity",
 }
+# Gateway series only alerts read (not on the dashboard); the real gateway's /metrics must carry them (test below).
+GATEWAY_ALERT_METRICS = {"llm_gateway_wake_requests_total", "llm_gateway_limit_store_errors_total"}
 
 
 def rule_spec(stack: str) -> dict[str, Any]:
@@ -124,7 +133,7 @@ def _names_used(stack: str) -> set[str]:
 
 @pytest.mark.parametrize("stack", ["prod", "local"])
 def test_rules_name_only_real_metrics(stack: str) -> None:
-    known = set(GATEWAY_CONTRACT) | dcgm_metric_names() | KUBE_STATE_METRICS
+    known = set(GATEWAY_CONTRACT) | GATEWAY_ALERT_METRICS | dcgm_metric_names() | KUBE_STATE_METRICS
     used = _names_used(stack)
     vllm_used = {name for name in used if name.startswith("vllm:")}
     assert vllm_used, "the rules watch vLLM"
@@ -148,3 +157,7 @@ def test_every_alert_has_a_runbook_section_and_link() -> None:
         assert rule["annotations"]["runbook_url"].endswith(f"runbooks.md#{name.lower()}")
         assert rule["labels"]["severity"] in {"warning", "critical"}
         assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+
+
+def test_metrics_only_alerts_read_are_on_the_real_gateways_page(gateway_names: set[str]) -> None:  # noqa: F811
+    assert gateway_names >= GATEWAY_ALERT_METRICS, sorted(GATEWAY_ALERT_METRICS - gateway_names)
