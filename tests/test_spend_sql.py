@@ -1,36 +1,28 @@
 """The "Spend by team" dashboard's SQL runs against a real PostgreSQL holding the ledger table of the shared contract
 (gateway config contracts, commit 622fbe4), with Grafana's macros expanded the way its PostgreSQL datasource does.
 
-The server is Debian's `postgresql` (15, installed by the test tools script), started on 127.0.0.1 on a free port in a
-temporary directory and stopped after the module. Expected figures are worked by hand from the rows inserted here.
+The server is Debian's `postgresql` (15, installed by the test tools script), started on 127.0.0.1 by the gateway
+tests' PgServer (gateway_image/tests/pg_server.py) and migrated by the ledger's own migrations. Expected figures are
+worked by hand from the rows inserted here.
 """
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import socket
+import asyncio
 import subprocess
-import tempfile
+import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from llm_gateway.ledger_migrations import migrate
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gateway_image" / "tests"))
+from pg_server import new_pg_server  # the gateway tests' PostgreSQL, shared
 
 from components.spend_dashboard import BY_DAY_SQL, BY_MODEL_SQL, month_to_date_sql, spend_dashboard, teams_sql
 
-# The ledger table as the shared contract states it (the ledger engineer's first migration creates it in production).
-LEDGER_TABLE = """
-CREATE TABLE usage_ledger (
-  request_id text PRIMARY KEY, ts timestamptz NOT NULL, team text NOT NULL, key_id text, model text NOT NULL,
-  route text, backend text, endpoint text, status smallint NOT NULL, prompt_tokens integer NOT NULL,
-  completion_tokens integer NOT NULL, cost_usd numeric(18,8) NOT NULL, latency_ms double precision,
-  ttft_ms double precision, attempts smallint NOT NULL, fallback boolean NOT NULL
-);
-CREATE INDEX usage_ledger_team_ts ON usage_ledger (team, ts);
-"""
 THIS_MONTH = "date_trunc('month', now(), 'UTC') + interval '1 second'"
 LAST_MONTH = "date_trunc('month', now(), 'UTC') - interval '1 day'"
 ROWS = [
@@ -45,96 +37,26 @@ BUDGETS: dict[str, float | None] = {"platform": None, "search": 10.0, "support-b
 ALL_TEAMS = "'ghost','platform','search','support-bot'"
 
 
-def _postgres_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    if found:
-        return Path(found[-1]).parent
-    which = shutil.which("pg_ctl")
-    return Path(which).parent if which else None
-
-
-def _as_server_user(tmp: str) -> list[str]:
-    """initdb and postgres refuse to run as root: as root (a container), run them as the `postgres` user (created by
-    Debian's package) or `nobody`, owning the temporary directory."""
-    if os.geteuid() != 0:
-        return []
-    import pwd
-
-    user = next((name for name in ("postgres", "nobody") if _has_user(name)), None)
-    assert user is not None, "no unprivileged user to run PostgreSQL as"
-    entry = pwd.getpwnam(user)
-    os.chown(tmp, entry.pw_uid, entry.pw_gid)
-    return ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups"]
-
-
-def _has_user(name: str) -> bool:
-    import pwd
-
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def psql() -> Iterator[list[str]]:
-    bindir = _postgres_bin()
-    if bindir is None:
-        pytest.skip("PostgreSQL server binaries are not installed (scripts/install-test-tools.sh installs them)")
-    with tempfile.TemporaryDirectory(prefix="spend-sql-") as tmp:
-        data, port = Path(tmp) / "data", _free_port()
-        env = {**os.environ, "LC_ALL": "C.UTF-8"}
-        as_user = _as_server_user(tmp)
-        subprocess.run(
-            [*as_user, bindir / "initdb", "-D", data, "-U", "ledger", "-A", "trust"],
-            check=True,
-            capture_output=True,
-            env=env,
+    # The ledger's own migrations (`python -m llm_gateway migrate`): the dashboard reads the table production has.
+    server = new_pg_server()
+    try:
+        asyncio.run(migrate(server.dsn))
+        command = [str(server.bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(server.port), "-U", "ledger"]
+        command += ["-d", "postgres"]
+        values = ", ".join(
+            f"('{rid}', {ts}, '{team}', '{model}', 200, {prompt}, {completion}, {cost}, 1, false)"
+            for rid, ts, team, model, prompt, completion, cost in ROWS
         )
-        options = f"-c listen_addresses=127.0.0.1 -p {port} -k {tmp} -c fsync=off"
-        subprocess.run(
-            [
-                *as_user,
-                bindir / "pg_ctl",
-                "-D",
-                data,
-                "-o",
-                options,
-                "-l",
-                Path(tmp) / "log",
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-            check=True,
-            capture_output=True,
-            env=env,
+        _run(
+            command,
+            "INSERT INTO usage_ledger (request_id, ts, team, model, status, prompt_tokens, completion_tokens, "
+            f"cost_usd, attempts, fallback) VALUES {values}",
         )
-        try:
-            command = [str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "ledger", "-d", "postgres"]
-            _run(command, LEDGER_TABLE)
-            values = ", ".join(
-                f"('{rid}', {ts}, '{team}', '{model}', 200, {prompt}, {completion}, {cost}, 1, false)"
-                for rid, ts, team, model, prompt, completion, cost in ROWS
-            )
-            _run(
-                command,
-                "INSERT INTO usage_ledger (request_id, ts, team, model, status, prompt_tokens, completion_tokens, "
-                f"cost_usd, attempts, fallback) VALUES {values}",
-            )
-            yield command
-        finally:
-            subprocess.run(
-                [*as_user, bindir / "pg_ctl", "-D", data, "-m", "fast", "-w", "stop"], capture_output=True, env=env
-            )
+        yield command
+    finally:
+        server.close()
 
 
 def _run(command: list[str], sql: str) -> list[list[str]]:
